@@ -1,0 +1,1 @@
+//! gemma-platform: the std layer.
