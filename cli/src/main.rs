@@ -1,1 +1,141 @@
-fn main() {}
+//! `gemma`: run, inspect and tokenize with Gemma models from the command line.
+
+mod commands;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "gemma",
+    version,
+    about = "Gemma inference in Rust",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a continuation of a prompt, streaming it to stdout.
+    Run(RunArgs),
+    /// Print the token ids of a text (no BOS).
+    Tokenize(TokenizeArgs),
+    /// Teacher-forced logits: one JSON line per input position.
+    Logits(LogitsArgs),
+    /// Print a model's metadata and tensor table.
+    Info(InfoArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// GGUF model file [default: $GEMMA_MODEL, else Gemma 3 270M, fetched and cached]
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub struct ComputeArgs {
+    /// Worker threads (0 = one per core)
+    #[arg(long, short = 't', default_value_t = 0)]
+    pub threads: usize,
+    /// Tokens per prefill pass
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=8192))]
+    pub batch: u32,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// The prompt [default: read from stdin]
+    #[arg(long, short = 'p')]
+    pub prompt: Option<String>,
+    /// Most tokens to generate
+    #[arg(short = 'n', long = "max-tokens", default_value_t = 128)]
+    pub max_tokens: usize,
+    /// 0 = greedy
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0 = off)
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold in (0, 1]
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than min-p times the most likely one
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Random seed [default: from the clock]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Wrap the prompt in Gemma's chat turn template
+    #[arg(long)]
+    pub chat: bool,
+    /// Print one JSON object {"prompt_ids", "ids", "text"} instead of streaming
+    #[arg(long)]
+    pub json: bool,
+    /// Context length to allocate [default: prompt + max-tokens]
+    #[arg(long)]
+    pub context: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct TokenizeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The text [default: read from stdin]
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Treat `<start_of_turn>` and other control tokens as plain text
+    #[arg(long)]
+    pub no_special: bool,
+    /// Print a JSON array of ids
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LogitsArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// Comma-separated token ids, BOS included if wanted (e.g. 2,818,5279)
+    #[arg(long, required = true)]
+    pub ids: String,
+    /// How many of the largest logits to print per position
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Also print every tensor
+    #[arg(long)]
+    pub tensors: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => commands::run(a),
+        Command::Tokenize(a) => commands::tokenize(a),
+        Command::Logits(a) => commands::logits(a),
+        Command::Info(a) => commands::info(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gemma: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -2,3 +2,11 @@
 #![no_std]
 #[cfg(feature = "alloc")]
 extern crate alloc;
+pub mod exec;
+pub mod format;
+pub mod generate;
+pub mod kernels;
+pub mod model;
+pub mod quant;
+pub mod sampling;
+pub mod tokenizer;

@@ -1,1 +1,14 @@
-//! gemma-platform: the std layer.
+//! gemma-platform: the std layer of gemma-rs.
+//!
+//! Memory-maps model files, runs core's kernels on a rayon pool, fetches
+//! the default model, and writes GGUF files (synthetic models for tests and
+//! demos).
+
+pub mod exec;
+pub mod fetch;
+pub mod gguf_writer;
+pub mod loaded;
+pub mod synthetic;
+
+pub use exec::RayonExecutor;
+pub use loaded::{LoadError, LoadedModel, SessionBuffers};

@@ -1,0 +1,322 @@
+//! The subcommands. Each error is returned as one line for `main` to print.
+
+use crate::{ComputeArgs, InfoArgs, LogitsArgs, ModelArgs, RunArgs, TokenizeArgs};
+use gemma_core::format::gguf::Value;
+use gemma_core::generate::{GenerateOptions, Session, StopReason};
+use gemma_core::sampling::{Sampler, SamplingParams};
+use gemma_core::tokenizer::StreamDecoder;
+use gemma_platform::{fetch, LoadedModel, RayonExecutor, SessionBuffers};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+type Result<T> = std::result::Result<T, String>;
+
+/// Gemma's chat turn template around a user message.
+fn chat_prompt(user: &str) -> String {
+    format!("<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n")
+}
+
+fn resolve_model(args: &ModelArgs) -> Result<PathBuf> {
+    if let Some(p) = &args.model {
+        return Ok(p.clone());
+    }
+    if let Some(p) = std::env::var_os("GEMMA_MODEL") {
+        return Ok(PathBuf::from(p));
+    }
+    fetch::ensure_default_model(&mut std::io::stderr()).map_err(|e| e.to_string())
+}
+
+fn load(args: &ModelArgs) -> Result<LoadedModel> {
+    let path = resolve_model(args)?;
+    LoadedModel::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn executor(c: &ComputeArgs) -> Result<RayonExecutor> {
+    RayonExecutor::new(c.threads).map_err(|e| format!("cannot start worker threads: {e}"))
+}
+
+fn read_stdin(what: &str) -> Result<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| format!("reading the {what} from stdin: {e}"))?;
+    Ok(s)
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    let params = SamplingParams {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        seed,
+    };
+    let mut sampler = Sampler::new(params).map_err(|e| e.to_string())?;
+    let text = match &a.prompt {
+        Some(p) => p.clone(),
+        None => read_stdin("prompt")?,
+    };
+    let text = if a.chat { chat_prompt(&text) } else { text };
+
+    let loaded = load(&a.model)?;
+    let tokenizer = loaded.tokenizer();
+    let model = loaded.model();
+    let mut prompt = vec![tokenizer.bos_id()];
+    prompt.extend(
+        tokenizer
+            .encode_to_vec(&text, true)
+            .map_err(|e| format!("tokenizing the prompt: {e}"))?,
+    );
+
+    let max_ctx = model.config.context_length;
+    let wanted = prompt.len().saturating_add(a.max_tokens);
+    let context = a.context.unwrap_or(wanted.min(max_ctx)).max(1);
+    if context > max_ctx {
+        return Err(format!(
+            "--context {context} exceeds the model's context length {max_ctx}"
+        ));
+    }
+    if prompt.len() > context {
+        return Err(format!(
+            "the prompt has {} tokens, more than the context of {context}",
+            prompt.len()
+        ));
+    }
+    let batch = (a.compute.batch as usize).min(context);
+    let mut bufs =
+        SessionBuffers::new(&model, context, batch).ok_or("context too large to allocate")?;
+    let mut session = Session::new(
+        &model,
+        context,
+        batch,
+        &mut bufs.floats,
+        &mut bufs.candidates,
+    )
+    .map_err(|e| e.to_string())?;
+    let exec = executor(&a.compute)?;
+
+    let mut stops = vec![tokenizer.eos_id()];
+    stops.extend(tokenizer.end_of_turn_id());
+    let opts = GenerateOptions {
+        max_new_tokens: a.max_tokens,
+        stop_tokens: &stops,
+        prefix_end: 0,
+    };
+
+    let mut ids = Vec::with_capacity(a.max_tokens);
+    let mut stream = StreamDecoder::new(tokenizer);
+    let mut stdout = std::io::stdout().lock();
+    let mut write_failed = None;
+    let outcome = session
+        .generate(&exec, &prompt, &mut sampler, &opts, &mut |t| {
+            ids.push(t);
+            if !a.json {
+                let piece = stream.push(t);
+                if let Err(e) = stdout
+                    .write_all(piece.as_bytes())
+                    .and_then(|_| stdout.flush())
+                {
+                    write_failed = Some(e);
+                    return false;
+                }
+            }
+            true
+        })
+        .map_err(|e| e.to_string())?;
+    if let Some(e) = write_failed {
+        return Err(format!("writing to stdout: {e}"));
+    }
+    if a.json {
+        let text = tokenizer.decode_to_string(&ids, true);
+        let obj = json!({ "prompt_ids": prompt, "ids": ids, "text": text, "seed": seed });
+        writeln!(stdout, "{obj}").map_err(|e| e.to_string())?;
+    } else {
+        let rest = stream.finish();
+        writeln!(stdout, "{rest}").map_err(|e| e.to_string())?;
+    }
+    if outcome.stop == StopReason::ContextFull {
+        eprintln!("gemma: stopped: the context of {context} tokens is full (raise --context)");
+    }
+    Ok(())
+}
+
+pub fn tokenize(a: TokenizeArgs) -> Result<()> {
+    let text = match &a.text {
+        Some(t) => t.clone(),
+        None => read_stdin("text")?,
+    };
+    let loaded = load(&a.model)?;
+    let tokenizer = loaded.tokenizer();
+    let ids = tokenizer
+        .encode_to_vec(&text, !a.no_special)
+        .map_err(|e| e.to_string())?;
+    if a.json {
+        println!("{}", json!(ids));
+    } else {
+        for id in ids {
+            let piece = tokenizer
+                .piece(id)
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            println!("{id}\t{piece:?}");
+        }
+    }
+    Ok(())
+}
+
+fn parse_ids(s: &str) -> Result<Vec<u32>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<u32>()
+                .map_err(|_| format!("--ids: '{t}' is not a token id"))
+        })
+        .collect()
+}
+
+pub fn logits(a: LogitsArgs) -> Result<()> {
+    let ids = parse_ids(&a.ids)?;
+    if ids.is_empty() {
+        return Err("--ids: no token ids given".into());
+    }
+    let loaded = load(&a.model)?;
+    let model = loaded.model();
+    let vocab = model.config.vocab_size;
+    if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+        return Err(format!(
+            "--ids: token id {bad} is outside the vocabulary of {vocab}"
+        ));
+    }
+    if ids.len() > model.config.context_length {
+        return Err(format!(
+            "--ids: {} tokens exceed the model's context length",
+            ids.len()
+        ));
+    }
+    let batch = (a.compute.batch as usize).min(ids.len());
+    let mut bufs =
+        SessionBuffers::new(&model, ids.len(), batch).ok_or("context too large to allocate")?;
+    let mut session = Session::new(
+        &model,
+        ids.len(),
+        batch,
+        &mut bufs.floats,
+        &mut bufs.candidates,
+    )
+    .map_err(|e| e.to_string())?;
+    let exec = executor(&a.compute)?;
+    let top = a.top.min(vocab);
+    let mut logits = vec![0f32; batch * vocab];
+    let mut stdout = std::io::stdout().lock();
+    let mut pos = 0;
+    for chunk in ids.chunks(batch) {
+        let hidden = session
+            .forward_chunk(&exec, chunk, 0)
+            .map_err(|e| e.to_string())?;
+        model.logits(&exec, hidden, chunk.len(), &mut logits);
+        for row in logits.chunks_exact(vocab).take(chunk.len()) {
+            let best = top_indices(row, top);
+            let line = json!({
+                "pos": pos,
+                "top_ids": best,
+                "top_logits": best.iter().map(|&i| row[i as usize]).collect::<Vec<_>>(),
+            });
+            writeln!(stdout, "{line}").map_err(|e| e.to_string())?;
+            pos += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The `k` largest entries, largest first, ties to the lower id; without a full sort.
+fn top_indices(row: &[f32], k: usize) -> Vec<u32> {
+    let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+    let cmp = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
+    if k < idx.len() && k > 0 {
+        idx.select_nth_unstable_by(k - 1, cmp);
+    }
+    idx.truncate(k);
+    idx.sort_by(cmp);
+    idx
+}
+
+fn show_value(v: &Value) -> String {
+    match v {
+        Value::String(b) => format!("{:?}", String::from_utf8_lossy(b)),
+        Value::Array(a) => {
+            let first: Vec<String> = a
+                .strings()
+                .take(3)
+                .map(|s| format!("{:?}", String::from_utf8_lossy(s)))
+                .collect();
+            if first.is_empty() {
+                format!("[{:?}; {}]", a.elem, a.len)
+            } else {
+                format!("[{}, ...; {} strings]", first.join(", "), a.len)
+            }
+        }
+        Value::Bool(b) => b.to_string(),
+        Value::F32(x) => x.to_string(),
+        Value::F64(x) => x.to_string(),
+        other => other
+            .as_u64()
+            .map_or_else(|| format!("{other:?}"), |u| u.to_string()),
+    }
+}
+
+pub fn info(a: InfoArgs) -> Result<()> {
+    let loaded = load(&a.model)?;
+    let g = loaded.gguf();
+    let model = loaded.model();
+    let mut out = std::io::stdout().lock();
+    let w =
+        |out: &mut std::io::StdoutLock, s: String| writeln!(out, "{s}").map_err(|e| e.to_string());
+    w(
+        &mut out,
+        format!(
+            "file: {} ({} bytes, GGUF v{})",
+            loaded.path().display(),
+            loaded.file_len(),
+            g.version
+        ),
+    )?;
+    w(&mut out, format!("config: {:?}", model.config))?;
+    w(
+        &mut out,
+        format!("metadata ({} entries):", g.metadata_count()),
+    )?;
+    for (k, v) in g.metadata() {
+        w(&mut out, format!("  {k} = {}", show_value(&v)))?;
+    }
+    let mut by_type = std::collections::BTreeMap::new();
+    for t in g.tensors() {
+        *by_type.entry(t.ty.name()).or_insert(0usize) += 1;
+    }
+    w(
+        &mut out,
+        format!("tensors: {} {:?}", g.tensor_count(), by_type),
+    )?;
+    if a.tensors {
+        for t in g.tensors() {
+            let dims: Vec<String> = t.dims[..t.n_dims].iter().map(|d| d.to_string()).collect();
+            w(
+                &mut out,
+                format!(
+                    "  {:<32} {:<5} [{}] {} bytes",
+                    t.name,
+                    t.ty.name(),
+                    dims.join(", "),
+                    t.data.len()
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Element-wise and per-vector operations: dot, RMSNorm, RoPE, GELU, soft-cap.
+
+use crate::model::weights::Matrix;
+use crate::quant;
+
+/// Lanes of independent accumulators: enough for 16-wide vectors and for
+/// the compiler to reorder nothing it must not.
+const LANES: usize = 16;
+
+/// f32 dot product of two equally long slices (the shorter length is used).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += x * y;
+    }
+    sum_lanes(&acc) + tail
+}
+
+/// Dot products of one activation span with four weight spans at once, so
+/// each activation value is loaded once for four rows.
+#[inline]
+pub fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
+    let n = w.iter().fold(x.len(), |n, r| n.min(r.len()));
+    let x = &x[..n];
+    let (w0, w1, w2, w3) = (&w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
+    const L: usize = 8;
+    let mut acc = [[0f32; L]; 4];
+    let chunks = n / L;
+    for c in 0..chunks {
+        let o = c * L;
+        let xs = &x[o..o + L];
+        let rows = [&w0[o..o + L], &w1[o..o + L], &w2[o..o + L], &w3[o..o + L]];
+        for (r, row) in rows.iter().enumerate() {
+            for i in 0..L {
+                acc[r][i] += xs[i] * row[i];
+            }
+        }
+    }
+    let mut out = [0f32; 4];
+    for r in 0..4 {
+        let row = [w0, w1, w2, w3][r];
+        let mut tail = 0f32;
+        for i in chunks * L..n {
+            tail += x[i] * row[i];
+        }
+        out[r] = acc[r].iter().sum::<f32>() + tail;
+    }
+    out
+}
+
+#[inline]
+fn sum_lanes(acc: &[f32; LANES]) -> f32 {
+    // Pairwise, so the result does not depend on the vector width chosen.
+    let mut v = *acc;
+    let mut w = LANES / 2;
+    while w > 0 {
+        for i in 0..w {
+            v[i] += v[i + w];
+        }
+        w /= 2;
+    }
+    v[0]
+}
+
+/// Calls `f(offset, values)` for consecutive decoded pieces of a one-row
+/// matrix (norm gains), decoding at most 256 values at a time on the stack.
+fn for_each_decoded(gain: &Matrix, mut f: impl FnMut(usize, &[f32])) {
+    let row = gain.row(0);
+    let block = gain.ty.block_elems();
+    let step = (256 / block).max(1) * block;
+    let mut buf = [0f32; 256];
+    let mut off = 0;
+    while off < gain.cols {
+        let n = step.min(gain.cols - off);
+        let b0 = off / block * gain.ty.block_bytes();
+        let b1 = (off + n) / block * gain.ty.block_bytes();
+        if quant::dequantize(gain.ty, row.get(b0..b1).unwrap_or(&[]), &mut buf[..n]).is_err() {
+            buf[..n].fill(0.0);
+        }
+        f(off, &buf[..n]);
+        off += n;
+    }
+}
+
+/// `out = x / rms(x) * gain` (or `* (1 + gain)` when `plus_one`).
+pub fn rms_norm(x: &[f32], gain: &Matrix, eps: f32, plus_one: bool, out: &mut [f32]) {
+    let inv = inv_rms(x, eps);
+    let one = if plus_one { 1.0 } else { 0.0 };
+    for_each_decoded(gain, |off, g| {
+        let end = (off + g.len()).min(x.len()).min(out.len());
+        for i in off..end {
+            out[i] = x[i] * inv * (one + g[i - off]);
+        }
+    });
+}
+
+/// In-place [`rms_norm`].
+pub fn rms_norm_inplace(x: &mut [f32], gain: &Matrix, eps: f32, plus_one: bool) {
+    let inv = inv_rms(x, eps);
+    let one = if plus_one { 1.0 } else { 0.0 };
+    for_each_decoded(gain, |off, g| {
+        let end = (off + g.len()).min(x.len());
+        for i in off..end {
+            x[i] *= inv * (one + g[i - off]);
+        }
+    });
+}
+
+fn inv_rms(x: &[f32], eps: f32) -> f32 {
+    let ss = dot(x, x);
+    let mean = ss / x.len().max(1) as f32;
+    1.0 / libm::sqrtf(mean + eps)
+}
+
+/// Fills `cos`/`sin` (each `head_dim / 2` long) for position `pos`:
+/// angle_i = (pos / scale) * base^(-2i / head_dim), computed in f64.
+pub fn rope_table(pos: usize, base: f32, scale: f32, cos: &mut [f32], sin: &mut [f32]) {
+    let half = cos.len().min(sin.len());
+    let head_dim = (2 * half) as f64;
+    let p = pos as f64 / scale as f64;
+    for i in 0..half {
+        let inv_freq = libm::pow(base as f64, -((2 * i) as f64) / head_dim);
+        let angle = p * inv_freq;
+        cos[i] = libm::cos(angle) as f32;
+        sin[i] = libm::sin(angle) as f32;
+    }
+}
+
+/// Rotates the half-split pairs `(i, i + half)` of one head vector.
+pub fn rope_apply(v: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = v.len() / 2;
+    let (lo, hi) = v.split_at_mut(half);
+    for i in 0..half.min(cos.len()).min(sin.len()) {
+        let (a, b) = (lo[i], hi[i]);
+        lo[i] = a * cos[i] - b * sin[i];
+        hi[i] = b * cos[i] + a * sin[i];
+    }
+}
+
+/// GELU, tanh approximation (what Gemma was trained with).
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
+}
+
+/// `cap * tanh(x / cap)`; identity when `cap` is 0.
+#[inline]
+pub fn softcap(x: f32, cap: f32) -> f32 {
+    if cap > 0.0 {
+        cap * libm::tanhf(x / cap)
+    } else {
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_naive_sum_for_odd_lengths() {
+        for n in [0usize, 1, 15, 16, 17, 100] {
+            let a: [f32; 100] = core::array::from_fn(|i| i as f32 * 0.5 - 7.0);
+            let b: [f32; 100] = core::array::from_fn(|i| 1.0 / (i as f32 + 1.0));
+            let want: f64 = (0..n).map(|i| a[i] as f64 * b[i] as f64).sum();
+            assert!((dot(&a[..n], &b[..n]) as f64 - want).abs() < 1e-4, "n={n}");
+            let d4 = dot4(&a[..n], [&b[..n]; 4]);
+            assert!(d4.iter().all(|&d| (d as f64 - want).abs() < 1e-4));
+        }
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_identity_and_preserves_norm() {
+        let mut c = [0f32; 4];
+        let mut s = [0f32; 4];
+        rope_table(0, 10000.0, 1.0, &mut c, &mut s);
+        let mut v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let orig = v;
+        rope_apply(&mut v, &c, &s);
+        assert_eq!(v, orig);
+        rope_table(37, 10000.0, 1.0, &mut c, &mut s);
+        rope_apply(&mut v, &c, &s);
+        assert!((dot(&v, &v) - dot(&orig, &orig)).abs() < 1e-3);
+        assert_ne!(v, orig);
+    }
+
+    #[test]
+    fn gelu_and_softcap_known_values() {
+        assert_eq!(gelu_tanh(0.0), 0.0);
+        assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
+        assert!((gelu_tanh(-3.0) + 0.003_637_4).abs() < 1e-5);
+        assert_eq!(softcap(3.0, 0.0), 3.0);
+        assert!((softcap(100.0, 30.0) - 30.0 * libm::tanhf(100.0 / 30.0)).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,144 @@
+//! A model file mapped into memory, with its tokenizer index built once.
+//!
+//! Core's views ([`Model`], [`Tokenizer`]) borrow the mapped bytes; this
+//! type owns the mapping and the tokenizer's index and hands out fresh views,
+//! which are cheap to make.
+
+use gemma_core::format::gguf::{Gguf, GgufError};
+use gemma_core::format::gguf_vocab::GgufVocab;
+use gemma_core::generate::SessionSizes;
+use gemma_core::model::{Model, ModelError};
+use gemma_core::sampling::Candidate;
+use gemma_core::tokenizer::{Tokenizer, TokenizerError, TokenizerTables};
+use memmap2::Mmap;
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub enum LoadError {
+    Io(PathBuf, std::io::Error),
+    Gguf(GgufError),
+    Model(ModelError),
+    Tokenizer(TokenizerError),
+    VocabMismatch { tokenizer: usize, model: usize },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            LoadError::Gguf(e) => e.fmt(f),
+            LoadError::Model(e) => e.fmt(f),
+            LoadError::Tokenizer(e) => write!(f, "tokenizer: {e}"),
+            LoadError::VocabMismatch { tokenizer, model } => {
+                write!(
+                    f,
+                    "the tokenizer has {tokenizer} pieces but the embedding {model} rows"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// The bytes of a model file: mapped, or owned (for in-memory models).
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+pub struct LoadedModel {
+    path: PathBuf,
+    bytes: Bytes,
+    tables: TokenizerTables,
+}
+
+impl LoadedModel {
+    /// Maps a GGUF file and validates its header, model and vocabulary.
+    pub fn open(path: &Path) -> Result<Self, LoadError> {
+        let file = File::open(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        // SAFETY: the map is read-only and private to this process. If another
+        // process truncates or rewrites the file while it is mapped, reads may
+        // fault or see new bytes; every model loader that maps files shares
+        // this caveat, and the alternative (reading 100s of MB into memory)
+        // defeats the purpose.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        Self::from_bytes(path.to_path_buf(), Bytes::Mapped(map))
+    }
+
+    /// A model held in memory (tests, embedded assets).
+    pub fn from_vec(name: &str, bytes: Vec<u8>) -> Result<Self, LoadError> {
+        Self::from_bytes(PathBuf::from(name), Bytes::Owned(bytes))
+    }
+
+    fn from_bytes(path: PathBuf, bytes: Bytes) -> Result<Self, LoadError> {
+        let gguf = Gguf::parse(&bytes).map_err(LoadError::Gguf)?;
+        let model = Model::from_gguf(&gguf).map_err(LoadError::Model)?;
+        let vocab = GgufVocab::from_gguf(&gguf).map_err(LoadError::Tokenizer)?;
+        let tables = vocab.tables().map_err(LoadError::Tokenizer)?;
+        let vocab_size = model.config.vocab_size;
+        if vocab.count != vocab_size {
+            return Err(LoadError::VocabMismatch {
+                tokenizer: vocab.count,
+                model: vocab_size,
+            });
+        }
+        Ok(Self {
+            path,
+            bytes,
+            tables,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn gguf(&self) -> Gguf<'_> {
+        // Validated in `from_bytes`; the bytes have not changed since.
+        Gguf::parse(&self.bytes).expect("GGUF validated at load")
+    }
+
+    pub fn model(&self) -> Model<'_> {
+        Model::from_gguf(&self.gguf()).expect("model validated at load")
+    }
+
+    pub fn tokenizer(&self) -> Tokenizer<'_> {
+        let vocab = GgufVocab::from_gguf(&self.gguf()).expect("vocabulary validated at load");
+        self.tables
+            .view(vocab.tokens_raw)
+            .expect("tokenizer validated at load")
+    }
+}
+
+/// Heap buffers for a [`gemma_core::generate::Session`].
+pub struct SessionBuffers {
+    pub floats: Vec<f32>,
+    pub candidates: Vec<Candidate>,
+}
+
+impl SessionBuffers {
+    pub fn new(model: &Model, max_context: usize, max_batch: usize) -> Option<Self> {
+        let sizes = SessionSizes::new(model, max_context, max_batch)?;
+        Some(Self {
+            floats: vec![0.0; sizes.floats],
+            candidates: vec![Candidate::default(); sizes.candidates],
+        })
+    }
+}

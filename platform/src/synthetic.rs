@@ -1,0 +1,201 @@
+//! Tiny synthetic Gemma models with seeded random weights.
+//!
+//! Small enough to embed in a firmware image and to check against a naive
+//! reference implementation, yet shaped like the real thing: GQA, QK-norm,
+//! post-norms, local layers with a short sliding window and a global one,
+//! and a SentencePiece vocabulary with byte fallback.
+
+use crate::gguf_writer::{GgufWriter, MetaValue};
+
+#[derive(Clone, Copy, Debug)]
+pub struct TinySpec {
+    /// "gemma2" or "gemma3".
+    pub arch: &'static str,
+    pub n_layers: u32,
+    pub d_model: u32,
+    pub d_ff: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub head_dim: u32,
+    pub sliding_window: u32,
+    pub context_length: u32,
+    pub seed: u64,
+}
+
+impl Default for TinySpec {
+    fn default() -> Self {
+        Self {
+            arch: "gemma3",
+            n_layers: 6,
+            d_model: 16,
+            d_ff: 32,
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 8,
+            sliding_window: 4,
+            context_length: 64,
+            seed: 7,
+        }
+    }
+}
+
+/// The vocabulary: specials, a few word pieces, then the 256 byte pieces.
+pub fn tiny_vocab() -> (Vec<String>, Vec<f32>, Vec<i32>) {
+    let mut tokens: Vec<String> = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<unk>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut types = vec![3; tokens.len()];
+    let mut scores = vec![-1000.0; tokens.len()];
+    tokens.push("\n".into());
+    types.push(4);
+    scores.push(-1000.0);
+    let words = [
+        "▁", "a", "b", "c", "h", "e", "l", "o", "t", "▁t", "he", "▁the", "ll", "llo", "he", "▁h",
+        "▁he", "▁hello",
+    ];
+    for (i, w) in words.iter().enumerate() {
+        if tokens.iter().any(|t| t == w) {
+            continue;
+        }
+        tokens.push(w.to_string());
+        types.push(1);
+        scores.push(-(i as f32));
+    }
+    for b in 0..=255u32 {
+        tokens.push(format!("<0x{b:02X}>"));
+        types.push(6);
+        scores.push(0.0);
+    }
+    (tokens, scores, types)
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        // xorshift64*, mapped to [-1, 1).
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+        v as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    fn fill(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// Builds the GGUF bytes of a tiny model.
+pub fn tiny_model(spec: &TinySpec) -> Vec<u8> {
+    let (tokens, scores, types) = tiny_vocab();
+    let vocab = tokens.len() as u64;
+    let a = spec.arch;
+    let mut w = GgufWriter::default();
+    w.meta("general.architecture", MetaValue::Str(a.into()))
+        .meta(
+            "general.name",
+            MetaValue::Str("tiny synthetic gemma".into()),
+        )
+        .meta(
+            &format!("{a}.context_length"),
+            MetaValue::U32(spec.context_length),
+        )
+        .meta(
+            &format!("{a}.embedding_length"),
+            MetaValue::U32(spec.d_model),
+        )
+        .meta(&format!("{a}.block_count"), MetaValue::U32(spec.n_layers))
+        .meta(
+            &format!("{a}.feed_forward_length"),
+            MetaValue::U32(spec.d_ff),
+        )
+        .meta(
+            &format!("{a}.attention.head_count"),
+            MetaValue::U32(spec.n_heads),
+        )
+        .meta(
+            &format!("{a}.attention.head_count_kv"),
+            MetaValue::U32(spec.n_kv_heads),
+        )
+        .meta(
+            &format!("{a}.attention.key_length"),
+            MetaValue::U32(spec.head_dim),
+        )
+        .meta(
+            &format!("{a}.attention.value_length"),
+            MetaValue::U32(spec.head_dim),
+        )
+        .meta(
+            &format!("{a}.attention.layer_norm_rms_epsilon"),
+            MetaValue::F32(1e-6),
+        )
+        .meta(
+            &format!("{a}.attention.sliding_window"),
+            MetaValue::U32(spec.sliding_window),
+        )
+        .meta(&format!("{a}.rope.freq_base"), MetaValue::F32(1_000_000.0));
+    if a == "gemma2" {
+        w.meta("gemma2.attn_logit_softcapping", MetaValue::F32(50.0))
+            .meta("gemma2.final_logit_softcapping", MetaValue::F32(30.0));
+    }
+    w.meta("tokenizer.ggml.model", MetaValue::Str("llama".into()))
+        .meta("tokenizer.ggml.tokens", MetaValue::StrArray(tokens))
+        .meta("tokenizer.ggml.scores", MetaValue::F32Array(scores))
+        .meta("tokenizer.ggml.token_type", MetaValue::I32Array(types))
+        .meta("tokenizer.ggml.bos_token_id", MetaValue::U32(2))
+        .meta("tokenizer.ggml.eos_token_id", MetaValue::U32(1))
+        .meta("tokenizer.ggml.unknown_token_id", MetaValue::U32(3))
+        .meta("tokenizer.ggml.padding_token_id", MetaValue::U32(0));
+
+    let mut rng = Rng(spec.seed.max(1));
+    let (d, ff, hd) = (spec.d_model as u64, spec.d_ff as u64, spec.head_dim as u64);
+    let (q, kv) = (spec.n_heads as u64 * hd, spec.n_kv_heads as u64 * hd);
+    let gain =
+        |rng: &mut Rng, n: u64| -> Vec<f32> { (0..n).map(|_| 1.0 + 0.2 * rng.next()).collect() };
+    let g = gain(&mut rng, d);
+    w.tensor_f32("output_norm.weight", &[d], &g);
+    let e = rng.fill((vocab * d) as usize, 0.5);
+    w.tensor_f32("token_embd.weight", &[d, vocab], &e);
+    for l in 0..spec.n_layers {
+        let name = |s: &str| format!("blk.{l}.{s}");
+        let inv = |n: u64| 1.0 / (n as f32).sqrt();
+        let t = gain(&mut rng, d);
+        w.tensor_f32(&name("attn_norm.weight"), &[d], &t);
+        let t = rng.fill((q * d) as usize, inv(d));
+        w.tensor_f32(&name("attn_q.weight"), &[d, q], &t);
+        let t = rng.fill((kv * d) as usize, inv(d));
+        w.tensor_f32(&name("attn_k.weight"), &[d, kv], &t);
+        let t = rng.fill((kv * d) as usize, inv(d));
+        w.tensor_f32(&name("attn_v.weight"), &[d, kv], &t);
+        let t = rng.fill((d * q) as usize, inv(q));
+        w.tensor_f32(&name("attn_output.weight"), &[q, d], &t);
+        if a == "gemma3" {
+            let t = gain(&mut rng, hd);
+            w.tensor_f32(&name("attn_q_norm.weight"), &[hd], &t);
+            let t = gain(&mut rng, hd);
+            w.tensor_f32(&name("attn_k_norm.weight"), &[hd], &t);
+        }
+        let t = gain(&mut rng, d);
+        w.tensor_f32(&name("post_attention_norm.weight"), &[d], &t);
+        let t = gain(&mut rng, d);
+        w.tensor_f32(&name("ffn_norm.weight"), &[d], &t);
+        let t = rng.fill((ff * d) as usize, inv(d));
+        w.tensor_f32(&name("ffn_gate.weight"), &[d, ff], &t);
+        let t = rng.fill((ff * d) as usize, inv(d));
+        w.tensor_f32(&name("ffn_up.weight"), &[d, ff], &t);
+        let t = rng.fill((d * ff) as usize, inv(ff));
+        w.tensor_f32(&name("ffn_down.weight"), &[ff, d], &t);
+        let t = gain(&mut rng, d);
+        w.tensor_f32(&name("post_ffw_norm.weight"), &[d], &t);
+    }
+    w.to_bytes()
+}

@@ -1,0 +1,95 @@
+//! After set-up, generating tokens allocates nothing: a counting global
+//! allocator watches the decode loop, with the serial and the rayon executor.
+
+use gemma_core::exec::{Executor, Serial};
+use gemma_core::format::gguf::Gguf;
+use gemma_core::generate::{GenerateOptions, Session};
+use gemma_core::model::Model;
+use gemma_core::sampling::{Sampler, SamplingParams};
+use gemma_platform::synthetic::{tiny_model, TinySpec};
+use gemma_platform::{RayonExecutor, SessionBuffers};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; it only
+// counts allocations while COUNTING is set.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by a whole `generate` call (prefill and `n` tokens).
+fn allocations_while_decoding(exec: &dyn Executor, n: usize) -> usize {
+    let bytes = tiny_model(&TinySpec::default());
+    let g = Gguf::parse(&bytes).unwrap();
+    let model = Model::from_gguf(&g).unwrap();
+    let mut bufs = SessionBuffers::new(&model, 64, 8).unwrap();
+    let mut session = Session::new(&model, 64, 8, &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let mut sampler = Sampler::new(SamplingParams {
+        temperature: 0.9,
+        top_k: 0,
+        top_p: 0.9,
+        min_p: 0.0,
+        seed: 3,
+    })
+    .unwrap();
+    let prompt = [2u32, 9, 17, 40, 7];
+    // Warm up once so lazily initialized runtime state (thread pools) exists.
+    let opts = GenerateOptions {
+        max_new_tokens: 2,
+        stop_tokens: &[],
+        prefix_end: 0,
+    };
+    session
+        .generate(exec, &prompt, &mut sampler, &opts, &mut |_| true)
+        .unwrap();
+    session.reset();
+
+    let opts = GenerateOptions {
+        max_new_tokens: n,
+        stop_tokens: &[],
+        prefix_end: 0,
+    };
+    let mut generated = 0usize;
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    let outcome = session.generate(exec, &prompt, &mut sampler, &opts, &mut |_| {
+        generated += 1;
+        true
+    });
+    COUNTING.store(false, Ordering::SeqCst);
+    let outcome = outcome.unwrap();
+    assert_eq!((outcome.generated, generated), (n, n));
+    ALLOCS.load(Ordering::SeqCst)
+}
+
+#[test]
+fn decode_loop_allocates_nothing() {
+    assert_eq!(allocations_while_decoding(&Serial, 40), 0);
+    let pool = RayonExecutor::new(2).unwrap();
+    assert_eq!(allocations_while_decoding(&pool, 40), 0);
+}
