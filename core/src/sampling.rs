@@ -430,6 +430,18 @@ impl Sampler {
 /// buffer (so `exp_nonpositive` vectorizes), then consumed.
 const CHUNK: usize = 64;
 
+const TOPK_BINS: usize = 2048;
+const TOPP_BINS: usize = 2048;
+
+/// Top-p pre-filter bin of a weight in `[0, 1]`: 64 bins per octave over
+/// `[2^-32, 1]`, everything smaller in bin 0. Non-decreasing in `w`, and a
+/// function of its bits, so equal weights share a bin.
+#[inline]
+fn topp_bin(w: f32) -> usize {
+    let rel = w.to_bits().saturating_sub(95 << 23);
+    ((rel >> 17) as usize).min(TOPP_BINS - 1)
+}
+
 /// Everything needed to turn one logit into its candidate value / weight.
 #[derive(Clone, Copy)]
 struct Weigher {
@@ -449,6 +461,29 @@ impl Weigher {
     fn value(&self, l: f32) -> (f32, bool) {
         let v = l.min(f32::MAX) + 0.0;
         (v, (l > f32::NEG_INFINITY) & (v - self.maxc >= self.thr))
+    }
+
+    /// Top-k pre-filter bin of a candidate value: distance below the maximum
+    /// in 1/64 nats (rounded), the last bin catching everything further
+    /// down. Non-increasing in `v`.
+    #[inline]
+    fn topk_bin(&self, v: f32) -> u32 {
+        // 1.5 * 2^23: adding rounds to an integer held in the low mantissa
+        // bits (monotone, and no float-to-int conversion, so it vectorizes).
+        const ROUND: f32 = 12_582_912.0;
+        let d = ((self.maxc - v) * 64.0).clamp(0.0, (TOPK_BINS - 1) as f32);
+        (d + ROUND).to_bits().wrapping_sub(0x4B40_0000)
+    }
+
+    /// [`Weigher::topk_bin`] for a chunk of logits; non-candidates get the
+    /// sentinel `TOPK_BINS`. Branch-free.
+    #[inline]
+    fn topk_bins(&self, logits: &[f32], out: &mut [u32; CHUNK]) {
+        for (o, &l) in out.iter_mut().zip(logits) {
+            let (v, ok) = self.value(l);
+            let b = self.topk_bin(v);
+            *o = if ok { b } else { TOPK_BINS as u32 };
+        }
     }
 
     /// Unnormalized probability of a candidate value (the maximum gets 1.0).
@@ -635,54 +670,63 @@ fn top_k_then_top_p(
     work: &mut [Candidate],
 ) -> Option<usize> {
     let k = p.top_k;
-    let (shift, bits) = RADIX_LEVELS[0];
-    // First radix level straight from the logits (read-only): count the
-    // candidates per bucket of the top key bits.
-    // Four interleaved histograms, so that runs of logits in the same bucket
-    // (common: logits crowd into a few top-bit buckets) do not serialize on
-    // one counter.
-    let mut hist = [[0u32; 1 << 11]; 4];
-    let mut quads = logits.chunks_exact(4);
-    for q in &mut quads {
-        for (h, &l) in hist.iter_mut().zip(q) {
-            let (v, ok) = wr.value(l);
-            h[(order_key(v) >> shift) as usize] += ok as u32;
+    // Pre-filter, read-only over the logits: count candidates per bin of
+    // distance below the maximum (1/64 nat per bin, the last bin catching
+    // everything further down). This only decides what to gather; the exact
+    // cut is then selected on the gathered few. Four interleaved histograms,
+    // so that runs of logits in one bin do not serialize on one counter.
+    let mut hist = [[0u32; TOPK_BINS + 1]; 4];
+    let mut bins = [0u32; CHUNK];
+    for chunk in logits.chunks(CHUNK) {
+        wr.topk_bins(chunk, &mut bins);
+        let mut quads = bins[..chunk.len()].chunks_exact(4);
+        for q in &mut quads {
+            for (h, &b) in hist.iter_mut().zip(q) {
+                // Bins never exceed TOPK_BINS; `min` lets the compiler see it.
+                h[(b as usize).min(TOPK_BINS)] += 1;
+            }
+        }
+        for &b in quads.remainder() {
+            hist[0][(b as usize).min(TOPK_BINS)] += 1;
         }
     }
-    for &l in quads.remainder() {
-        let (v, ok) = wr.value(l);
-        hist[0][(order_key(v) >> shift) as usize] += ok as u32;
-    }
-    let bucket = |bi: usize| hist.iter().map(|h| h[bi] as usize).sum::<usize>();
-    let count: usize = (0..1usize << bits).map(bucket).sum();
-    if count <= k {
-        return None;
-    }
+    let bin = |b: usize| hist.iter().map(|h| h[b] as usize).sum::<usize>();
     let mut above = 0usize;
-    let mut b = 0;
-    for bi in (0..1usize << bits).rev() {
-        above += bucket(bi);
+    let mut last = None;
+    for b in 0..TOPK_BINS {
+        above += bin(b);
         if above >= k {
-            b = bi;
+            last = Some(b as u32);
             break;
         }
     }
-    // Gather only what can still make the cut (in id order), then finish
-    // the selection exactly on that small set.
-    let floor = (b as u32) << shift;
+    // Fewer candidates than k: top-k keeps them all.
+    let last = last?;
+    // Gather what can still make the cut, in id order, looking inside only
+    // the chunks that hold any.
     let mut m = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        let (v, ok) = wr.value(l);
-        // One well-predicted branch: few logits pass.
-        if ok & (order_key(v) >= floor) {
-            work[m] = Candidate {
-                id: i as u32,
-                value: v,
-            };
-            m += 1;
+    for (ci, chunk) in logits.chunks(CHUNK).enumerate() {
+        wr.topk_bins(chunk, &mut bins);
+        let bins = &bins[..chunk.len()];
+        if !bins.iter().fold(false, |a, &b| a | (b <= last)) {
+            continue;
+        }
+        for (j, &b) in bins.iter().enumerate() {
+            if b <= last {
+                work[m] = Candidate {
+                    id: (ci * CHUNK + j) as u32,
+                    value: wr.value(chunk[j]).0,
+                };
+                m += 1;
+            }
         }
     }
-    let m = keep_top(&mut work[..m], false, k as f64);
+    // Exactly k gathered (the bins up to `last` hold exactly k): all stay.
+    let m = if m > k {
+        keep_top(&mut work[..m], false, k as f64)
+    } else {
+        m
+    };
     let work = &mut work[..m];
     // 3. Temperature and softmax weights.
     for c in work.iter_mut() {
@@ -700,33 +744,37 @@ fn top_k_then_top_p(
 /// that can still be in the nucleus are written to `work`.
 fn top_p_only(p: &SamplingParams, wr: &Weigher, logits: &[f32], work: &mut [Candidate]) -> usize {
     let mut buf = [0.0f32; CHUNK];
-    let mut floor = 0u32;
+    let mut floor = 0usize;
     let mut target = f64::INFINITY;
     if p.top_p < 1.0 {
         // One read-only pass: the total mass and the first radix level of
         // the mass by weight key.
-        // Weights are >= +0.0, so their keys have the top bit set and only
-        // the upper half of the first level's 2048 buckets is needed. Four
-        // interleaved histograms, as in top-k.
-        let (shift, _) = RADIX_LEVELS[0];
-        const HALF: usize = 1 << 10;
-        let mut hist = [[0.0f64; HALF]; 4];
+        // Pre-filter by mass per bin of the weight's own bits (64 bins per
+        // octave), so equal weights always share a bin and the gathered set
+        // holds everything down to the cut. Four interleaved histograms, as
+        // in top-k.
+        let mut hist = [[0.0f64; TOPP_BINS]; 4];
         let mut total = 0.0f64;
         for chunk in logits.chunks(CHUNK) {
             wr.weights(chunk, &mut buf);
             let ws = &buf[..chunk.len()];
             total += chunk_sum(ws);
-            for (j, &w) in ws.iter().enumerate() {
-                let bi = ((order_key(w) >> shift) as usize) & (HALF - 1);
-                hist[j & 3][bi] += w as f64;
+            let mut quads = ws.chunks_exact(4);
+            for q in &mut quads {
+                for (h, &w) in hist.iter_mut().zip(q) {
+                    h[topp_bin(w)] += w as f64;
+                }
+            }
+            for &w in quads.remainder() {
+                hist[0][topp_bin(w)] += w as f64;
             }
         }
         target = p.top_p as f64 * total;
         let mut above = 0.0f64;
-        for bi in (0..HALF).rev() {
-            above += hist[0][bi] + hist[1][bi] + hist[2][bi] + hist[3][bi];
+        for b in (0..TOPP_BINS).rev() {
+            above += hist[0][b] + hist[1][b] + hist[2][b] + hist[3][b];
             if above >= target {
-                floor = ((HALF + bi) as u32) << shift;
+                floor = b;
                 break;
             }
         }
@@ -736,9 +784,15 @@ fn top_p_only(p: &SamplingParams, wr: &Weigher, logits: &[f32], work: &mut [Cand
     let mut m = 0;
     for (ci, chunk) in logits.chunks(CHUNK).enumerate() {
         wr.weights(chunk, &mut buf);
-        for (j, &w) in buf[..chunk.len()].iter().enumerate() {
+        let ws = &buf[..chunk.len()];
+        // Bins grow with the weight: skip chunks whose largest is too small.
+        let top = ws.iter().fold(0.0f32, |a, &w| a.max(w));
+        if !((top > 0.0) & (topp_bin(top) >= floor)) {
+            continue;
+        }
+        for (j, &w) in ws.iter().enumerate() {
             // One well-predicted branch when top-p leaves few.
-            if (w > 0.0) & (order_key(w) >= floor) {
+            if (w > 0.0) & (topp_bin(w) >= floor) {
                 work[m] = Candidate {
                     id: (ci * CHUNK + j) as u32,
                     value: w,

@@ -1,0 +1,194 @@
+//! The real model against the independent float64 reference in
+//! `tests/data/gemma3-270m/goldens.json`: tokenization, teacher-forced
+//! logits at every step, free-running greedy text, and the sliding window.
+
+use gemma_core::generate::{GenerateOptions, Session};
+use gemma_core::sampling::Sampler;
+use gemma_platform::{LoadedModel, RayonExecutor, SessionBuffers};
+use gemma_tests::{f32s, goldens, real_model_path, tolerance, top_k, u32s};
+use serde_json::Value;
+use std::sync::OnceLock;
+
+fn model() -> &'static LoadedModel {
+    static M: OnceLock<LoadedModel> = OnceLock::new();
+    M.get_or_init(|| LoadedModel::open(&real_model_path()).expect("real model loads"))
+}
+
+fn prompt(i: usize) -> &'static Value {
+    &goldens()["prompts"][i]
+}
+
+#[test]
+fn golden_config_matches_what_we_read() {
+    let cfg = model().model().config;
+    let g = &goldens()["config"];
+    assert_eq!(cfg.n_layers, 18);
+    assert_eq!(cfg.d_model as u64, g["d_model"].as_u64().unwrap());
+    assert_eq!(cfg.d_ff as u64, g["d_ff"].as_u64().unwrap());
+    assert_eq!(cfg.head_dim as u64, g["head_dim"].as_u64().unwrap());
+    assert_eq!(cfg.n_kv_heads as u64, g["n_kv_heads"].as_u64().unwrap());
+    assert_eq!(cfg.sliding_window as u64, g["sliding_window"].as_u64().unwrap());
+    assert_eq!(cfg.rope_base_global as f64, g["rope_base_global"].as_f64().unwrap());
+    assert_eq!(cfg.rope_base_local as f64, g["rope_base_local"].as_f64().unwrap());
+    assert_eq!(cfg.query_scale as f64, g["query_scale"].as_f64().unwrap());
+    let globals: Vec<usize> = (0..cfg.n_layers).filter(|&l| !cfg.is_local(l)).collect();
+    assert_eq!(globals, vec![5, 11, 17]);
+    assert!((cfg.embed_scale as f64 - g["embed_scale"].as_f64().unwrap()).abs() < 1e-5);
+}
+
+#[test]
+fn tokenization_matches_goldens_and_round_trips() {
+    let tok = model().tokenizer();
+    let cases = goldens()["tokenize"].as_array().unwrap();
+    assert!(cases.len() >= 16);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want = u32s(&case["ids"]);
+        let got = tok.encode_to_vec(text, true).unwrap();
+        assert_eq!(got, want, "ids of {text:?}");
+        assert_eq!(tok.decode_to_string(&got, false), text, "decode of {text:?}");
+    }
+    for p in goldens()["prompts"].as_array().unwrap() {
+        let ids = u32s(&p["input_ids"]);
+        let got = tok.encode_to_vec(p["text"].as_str().unwrap(), true).unwrap();
+        assert_eq!(ids[0], tok.bos_id());
+        assert_eq!(got, ids[1..], "prompt {}", p["id"]);
+    }
+}
+
+/// Teacher-forces prompt `i` (input ids, then the golden greedy ids) and
+/// checks every step's top-20 logits and every prompt position's argmax.
+fn teacher_forced(i: usize) {
+    let p = prompt(i);
+    let input = u32s(&p["input_ids"]);
+    let greedy = u32s(&p["greedy_ids"]);
+    let steps = p["steps"].as_array().unwrap();
+    let prompt_argmax = u32s(&p["prompt_argmax"]);
+    assert_eq!(steps.len(), greedy.len() + 1);
+    let mut ids = input.clone();
+    ids.extend(&greedy);
+
+    let loaded = model();
+    let model = loaded.model();
+    let vocab = model.config.vocab_size;
+    let exec = RayonExecutor::new(0).unwrap();
+    let batch = 64;
+    let mut bufs = SessionBuffers::new(&model, ids.len(), batch).unwrap();
+    let mut session = Session::new(&model, ids.len(), batch, &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let mut logits = vec![0f32; batch * vocab];
+    let last_prompt = input.len() - 1;
+    let mut pos = 0;
+    let mut worst = 0f32;
+    for chunk in ids.chunks(batch) {
+        let hidden = session.forward_chunk(&exec, chunk, 0).unwrap();
+        model.logits(&exec, hidden, chunk.len(), &mut logits);
+        for row in logits.chunks_exact(vocab).take(chunk.len()) {
+            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            if pos < input.len() {
+                let want = prompt_argmax[pos] as usize;
+                assert!(
+                    max - row[want] <= tolerance::PROMPT_ARGMAX,
+                    "prompt {i} pos {pos}: golden argmax {want} logit {} vs our max {max}",
+                    row[want]
+                );
+            }
+            if pos >= last_prompt {
+                let step = &steps[pos - last_prompt];
+                let ids = u32s(&step["top_ids"]);
+                let want = f32s(&step["top_logits"]);
+                for (&id, &w) in ids.iter().zip(&want) {
+                    let d = (row[id as usize] - w).abs();
+                    worst = worst.max(d);
+                    assert!(
+                        d <= tolerance::TOP20_LOGIT,
+                        "prompt {i} step {}: token {id} logit {} vs golden {w}",
+                        pos - last_prompt,
+                        row[id as usize]
+                    );
+                }
+                let margin = step["top1_margin"].as_f64().unwrap() as f32;
+                if margin > tolerance::TOP1_MARGIN {
+                    assert_eq!(top_k(row, 1)[0], ids[0] as usize, "prompt {i} step {} top-1", pos - last_prompt);
+                }
+            }
+            pos += 1;
+        }
+    }
+    eprintln!("prompt {i}: {} positions, worst top-20 logit difference {worst:.2e}", ids.len());
+}
+
+#[test]
+fn teacher_forced_logits_prompt_0_capital() {
+    teacher_forced(0);
+}
+#[test]
+fn teacher_forced_logits_prompt_1_code() {
+    teacher_forced(1);
+}
+#[test]
+fn teacher_forced_logits_prompt_2_story() {
+    teacher_forced(2);
+}
+#[test]
+fn teacher_forced_logits_prompt_3_colors() {
+    teacher_forced(3);
+}
+#[test]
+fn teacher_forced_logits_prompt_4_chat() {
+    teacher_forced(4);
+}
+#[test]
+fn teacher_forced_logits_prompt_5_long_window_952_tokens() {
+    assert!(u32s(&prompt(5)["input_ids"]).len() > 900, "the long prompt exercises the 512-key window");
+    teacher_forced(5);
+}
+
+/// Free-running greedy generation equals the golden ids up to the first
+/// near-tie step.
+#[test]
+fn greedy_generation_matches_goldens_until_first_near_tie() {
+    let loaded = model();
+    let model = loaded.model();
+    let exec = RayonExecutor::new(0).unwrap();
+    for (i, p) in goldens()["prompts"].as_array().unwrap().iter().enumerate() {
+        let input = u32s(&p["input_ids"]);
+        let greedy = u32s(&p["greedy_ids"]);
+        let steps = p["steps"].as_array().unwrap();
+        let agree = steps
+            .iter()
+            .position(|s| (s["top1_margin"].as_f64().unwrap() as f32) < tolerance::TOP1_MARGIN)
+            .unwrap_or(greedy.len())
+            .min(greedy.len());
+        let ctx = input.len() + greedy.len();
+        let mut bufs = SessionBuffers::new(&model, ctx, 128).unwrap();
+        let mut session = Session::new(&model, ctx, 128, &mut bufs.floats, &mut bufs.candidates).unwrap();
+        let opts = GenerateOptions { max_new_tokens: greedy.len(), stop_tokens: &[], prefix_end: 0 };
+        let mut out = vec![];
+        session
+            .generate(&exec, &input, &mut Sampler::greedy(), &opts, &mut |t| {
+                out.push(t);
+                true
+            })
+            .unwrap();
+        assert_eq!(out[..agree], greedy[..agree], "prompt {i}: first {agree} greedy tokens");
+        eprintln!("prompt {i}: {agree} of {} greedy tokens pinned, all equal", greedy.len());
+    }
+}
+
+#[test]
+fn final_hidden_state_matches_golden_intermediate() {
+    let (shape, want) = gemma_tests::load_npy("last_hidden_final_norm.npy");
+    let (_, ids) = gemma_tests::load_npy("input_ids.npy");
+    let ids: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
+    let loaded = model();
+    let model = loaded.model();
+    let exec = RayonExecutor::new(0).unwrap();
+    let mut bufs = SessionBuffers::new(&model, ids.len(), ids.len()).unwrap();
+    let mut session = Session::new(&model, ids.len(), ids.len(), &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let hidden = session.forward_chunk(&exec, &ids, 0).unwrap();
+    let d = model.config.d_model;
+    assert_eq!(shape.iter().product::<usize>(), d);
+    let last = &hidden[(ids.len() - 1) * d..];
+    let worst = last.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-3, "final normed hidden state differs by {worst}");
+}
