@@ -111,24 +111,29 @@ pub fn run(a: RunArgs) -> Result<()> {
 
     let mut ids = Vec::with_capacity(a.max_tokens);
     let mut stream = StreamDecoder::new(tokenizer);
-    let mut stdout = std::io::stdout().lock();
     let mut write_failed = None;
-    let outcome = session
-        .generate(&exec, &prompt, &mut sampler, &opts, &mut |t| {
-            ids.push(t);
-            if !a.json {
-                let piece = stream.push(t);
-                if let Err(e) = stdout
-                    .write_all(piece.as_bytes())
-                    .and_then(|_| stdout.flush())
-                {
-                    write_failed = Some(e);
-                    return false;
+    let json_out = a.json;
+    // Generation runs on a pool worker so its kernels dispatch without allocating.
+    let outcome = exec
+        .install(|| {
+            let mut stdout = std::io::stdout().lock();
+            session.generate(&exec, &prompt, &mut sampler, &opts, &mut |t| {
+                ids.push(t);
+                if !json_out {
+                    let piece = stream.push(t);
+                    if let Err(e) = stdout
+                        .write_all(piece.as_bytes())
+                        .and_then(|_| stdout.flush())
+                    {
+                        write_failed = Some(e);
+                        return false;
+                    }
                 }
-            }
-            true
+                true
+            })
         })
         .map_err(|e| e.to_string())?;
+    let mut stdout = std::io::stdout().lock();
     if let Some(e) = write_failed {
         return Err(format!("writing to stdout: {e}"));
     }

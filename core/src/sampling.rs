@@ -27,15 +27,28 @@
 //!
 //! # Cost
 //!
-//! Nothing sorts the vocabulary, or even the nucleus. Top-k and top-p are
-//! both found by a radix *selection*: values are mapped to order-preserving
-//! `u32` keys and three histogram passes (11 + 11 + 10 bits, counting
-//! candidates for top-k, summing probability mass for top-p) pin down the
-//! exact cut, then one stable compaction keeps everything ranked above it.
-//! That is O(vocab) with small constants, moves nothing around (`work` stays
-//! in token-id order throughout) and beats `select_nth_unstable_by` several
-//! times over at 262144 entries. The final draw scans the survivors in id
-//! order.
+//! Built for a 262144-entry vocabulary and one call per generated token:
+//! nothing sorts the vocabulary, or even the nucleus, and passes over the
+//! whole vocabulary only *read* the logits (no scratch writes), in 64-entry
+//! chunks whose arithmetic vectorizes.
+//!
+//! * Temperature (and min-p) only: one pass sums the weights, a second scans
+//!   to the drawn token (skipping whole chunks by their sums). `work` is not
+//!   touched.
+//! * Top-k: one pass counts candidates per 1/32-nat bin below the maximum;
+//!   a second gathers into `work` only those in the bins that reach `k` (a
+//!   few more than `k`), and the exact cut is chosen among them.
+//! * Top-p without top-k: one pass computes the total mass and the mass per
+//!   weight bin (32 per octave); a second gathers only the bins that reach
+//!   `top_p` (the nucleus plus one bin's worth), and the exact cut is chosen
+//!   among them.
+//!
+//! The exact cuts use a radix selection on order-preserving `u32` keys:
+//! three histogram levels (11 + 11 + 10 bits) find the boundary key, then
+//! one stable compaction keeps what ranks above it, so `work` stays in
+//! token-id order throughout. Cost is O(vocab) with small constants, several
+//! times cheaper than `select_nth_unstable_by` over the vocabulary. Stack use
+//! is about 64 KiB (histograms), no heap.
 //!
 //! ## Pruning negligible candidates
 //!
@@ -44,8 +57,7 @@
 //! anything else (before top-k, softmax and selection). Their combined mass is
 //! at most `vocab * 1e-9` of the top candidate's (2.6e-4 for a 262144-entry
 //! vocabulary), so this only nudges where the nucleus boundary falls by a
-//! negligible amount, while it spares most of the `exp` calls and shrinks
-//! the nucleus search. When `top_p == 1` and `min_p > 0`, the same early
+//! negligible amount, while it keeps the candidate set small. When `top_p == 1` and `min_p > 0`, the same early
 //! pruning uses the min-p threshold itself (exact: min-p is a ratio to the
 //! top probability, which top-k never removes).
 //!
@@ -54,9 +66,10 @@
 //! The [`Rng`] is integer-only (SplitMix64 seeding xoshiro256**),
 //! [`exp_nonpositive`] uses only basic IEEE operations (no FMA, no platform
 //! `exp`), and every sum and scan runs in token-id order, so the same seed
-//! and logits give the same tokens on every platform. Each call of [`Sampler::sample`] with
-//! `temperature > 0` consumes exactly one `next_u64` draw, whatever the
-//! logits; with `temperature == 0` it consumes none.
+//! and logits give the same tokens on every platform. Each call of
+//! [`Sampler::sample`] with `temperature > 0` consumes exactly one
+//! `next_u64` draw, whatever the logits; with `temperature == 0` it consumes
+//! none.
 
 use core::fmt;
 
@@ -104,7 +117,8 @@ impl fmt::Display for SamplingError {
     }
 }
 
-impl core::error::Error for SamplingError {}
+// No `core::error::Error` impl: it needs Rust 1.81 and the workspace MSRV is
+// 1.80. Callers with `std` can wrap it (it implements `Display` + `Debug`).
 
 /// Sampling settings. `top_k == 0`, `top_p == 1` and `min_p == 0` each turn
 /// their filter off; `temperature == 0` means greedy decoding.
@@ -430,16 +444,17 @@ impl Sampler {
 /// buffer (so `exp_nonpositive` vectorizes), then consumed.
 const CHUNK: usize = 64;
 
-const TOPK_BINS: usize = 2048;
-const TOPP_BINS: usize = 2048;
+/// Pre-filter histogram sizes (see `top_k_then_top_p` / `top_p_only`).
+const TOPK_BINS: usize = 1024;
+const TOPP_BINS: usize = 1024;
 
-/// Top-p pre-filter bin of a weight in `[0, 1]`: 64 bins per octave over
+/// Top-p pre-filter bin of a weight in `[0, 1]`: 32 bins per octave over
 /// `[2^-32, 1]`, everything smaller in bin 0. Non-decreasing in `w`, and a
 /// function of its bits, so equal weights share a bin.
 #[inline]
 fn topp_bin(w: f32) -> usize {
     let rel = w.to_bits().saturating_sub(95 << 23);
-    ((rel >> 17) as usize).min(TOPP_BINS - 1)
+    ((rel >> 18) as usize).min(TOPP_BINS - 1)
 }
 
 /// Everything needed to turn one logit into its candidate value / weight.
@@ -464,14 +479,14 @@ impl Weigher {
     }
 
     /// Top-k pre-filter bin of a candidate value: distance below the maximum
-    /// in 1/64 nats (rounded), the last bin catching everything further
+    /// in 1/32 nats (rounded), the last bin catching everything further
     /// down. Non-increasing in `v`.
     #[inline]
     fn topk_bin(&self, v: f32) -> u32 {
         // 1.5 * 2^23: adding rounds to an integer held in the low mantissa
         // bits (monotone, and no float-to-int conversion, so it vectorizes).
         const ROUND: f32 = 12_582_912.0;
-        let d = ((self.maxc - v) * 64.0).clamp(0.0, (TOPK_BINS - 1) as f32);
+        let d = ((self.maxc - v) * 32.0).clamp(0.0, (TOPK_BINS - 1) as f32);
         (d + ROUND).to_bits().wrapping_sub(0x4B40_0000)
     }
 
@@ -671,7 +686,7 @@ fn top_k_then_top_p(
 ) -> Option<usize> {
     let k = p.top_k;
     // Pre-filter, read-only over the logits: count candidates per bin of
-    // distance below the maximum (1/64 nat per bin, the last bin catching
+    // distance below the maximum (1/32 nat per bin, the last bin catching
     // everything further down). This only decides what to gather; the exact
     // cut is then selected on the gathered few. Four interleaved histograms,
     // so that runs of logits in one bin do not serialize on one counter.
@@ -749,7 +764,7 @@ fn top_p_only(p: &SamplingParams, wr: &Weigher, logits: &[f32], work: &mut [Cand
     if p.top_p < 1.0 {
         // One read-only pass: the total mass and the first radix level of
         // the mass by weight key.
-        // Pre-filter by mass per bin of the weight's own bits (64 bins per
+        // Pre-filter by mass per bin of the weight's own bits (32 bins per
         // octave), so equal weights always share a bin and the gathered set
         // holds everything down to the cut. Four interleaved histograms, as
         // in top-k.

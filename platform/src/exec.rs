@@ -18,6 +18,14 @@ impl RayonExecutor {
     }
 }
 
+impl RayonExecutor {
+    /// Runs `f` on a worker of this pool. Kernels started from inside run
+    /// with no allocation per call, so hot loops (generation) belong here.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
 impl Executor for RayonExecutor {
     fn threads(&self) -> usize {
         self.pool.current_num_threads()

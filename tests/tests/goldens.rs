@@ -27,9 +27,18 @@ fn golden_config_matches_what_we_read() {
     assert_eq!(cfg.d_ff as u64, g["d_ff"].as_u64().unwrap());
     assert_eq!(cfg.head_dim as u64, g["head_dim"].as_u64().unwrap());
     assert_eq!(cfg.n_kv_heads as u64, g["n_kv_heads"].as_u64().unwrap());
-    assert_eq!(cfg.sliding_window as u64, g["sliding_window"].as_u64().unwrap());
-    assert_eq!(cfg.rope_base_global as f64, g["rope_base_global"].as_f64().unwrap());
-    assert_eq!(cfg.rope_base_local as f64, g["rope_base_local"].as_f64().unwrap());
+    assert_eq!(
+        cfg.sliding_window as u64,
+        g["sliding_window"].as_u64().unwrap()
+    );
+    assert_eq!(
+        cfg.rope_base_global as f64,
+        g["rope_base_global"].as_f64().unwrap()
+    );
+    assert_eq!(
+        cfg.rope_base_local as f64,
+        g["rope_base_local"].as_f64().unwrap()
+    );
     assert_eq!(cfg.query_scale as f64, g["query_scale"].as_f64().unwrap());
     let globals: Vec<usize> = (0..cfg.n_layers).filter(|&l| !cfg.is_local(l)).collect();
     assert_eq!(globals, vec![5, 11, 17]);
@@ -46,11 +55,17 @@ fn tokenization_matches_goldens_and_round_trips() {
         let want = u32s(&case["ids"]);
         let got = tok.encode_to_vec(text, true).unwrap();
         assert_eq!(got, want, "ids of {text:?}");
-        assert_eq!(tok.decode_to_string(&got, false), text, "decode of {text:?}");
+        assert_eq!(
+            tok.decode_to_string(&got, false),
+            text,
+            "decode of {text:?}"
+        );
     }
     for p in goldens()["prompts"].as_array().unwrap() {
         let ids = u32s(&p["input_ids"]);
-        let got = tok.encode_to_vec(p["text"].as_str().unwrap(), true).unwrap();
+        let got = tok
+            .encode_to_vec(p["text"].as_str().unwrap(), true)
+            .unwrap();
         assert_eq!(ids[0], tok.bos_id());
         assert_eq!(got, ids[1..], "prompt {}", p["id"]);
     }
@@ -74,7 +89,14 @@ fn teacher_forced(i: usize) {
     let exec = RayonExecutor::new(0).unwrap();
     let batch = 64;
     let mut bufs = SessionBuffers::new(&model, ids.len(), batch).unwrap();
-    let mut session = Session::new(&model, ids.len(), batch, &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let mut session = Session::new(
+        &model,
+        ids.len(),
+        batch,
+        &mut bufs.floats,
+        &mut bufs.candidates,
+    )
+    .unwrap();
     let mut logits = vec![0f32; batch * vocab];
     let last_prompt = input.len() - 1;
     let mut pos = 0;
@@ -108,13 +130,21 @@ fn teacher_forced(i: usize) {
                 }
                 let margin = step["top1_margin"].as_f64().unwrap() as f32;
                 if margin > tolerance::TOP1_MARGIN {
-                    assert_eq!(top_k(row, 1)[0], ids[0] as usize, "prompt {i} step {} top-1", pos - last_prompt);
+                    assert_eq!(
+                        top_k(row, 1)[0],
+                        ids[0] as usize,
+                        "prompt {i} step {} top-1",
+                        pos - last_prompt
+                    );
                 }
             }
             pos += 1;
         }
     }
-    eprintln!("prompt {i}: {} positions, worst top-20 logit difference {worst:.2e}", ids.len());
+    eprintln!(
+        "prompt {i}: {} positions, worst top-20 logit difference {worst:.2e}",
+        ids.len()
+    );
 }
 
 #[test]
@@ -139,7 +169,10 @@ fn teacher_forced_logits_prompt_4_chat() {
 }
 #[test]
 fn teacher_forced_logits_prompt_5_long_window_952_tokens() {
-    assert!(u32s(&prompt(5)["input_ids"]).len() > 900, "the long prompt exercises the 512-key window");
+    assert!(
+        u32s(&prompt(5)["input_ids"]).len() > 900,
+        "the long prompt exercises the 512-key window"
+    );
     teacher_forced(5);
 }
 
@@ -161,8 +194,13 @@ fn greedy_generation_matches_goldens_until_first_near_tie() {
             .min(greedy.len());
         let ctx = input.len() + greedy.len();
         let mut bufs = SessionBuffers::new(&model, ctx, 128).unwrap();
-        let mut session = Session::new(&model, ctx, 128, &mut bufs.floats, &mut bufs.candidates).unwrap();
-        let opts = GenerateOptions { max_new_tokens: greedy.len(), stop_tokens: &[], prefix_end: 0 };
+        let mut session =
+            Session::new(&model, ctx, 128, &mut bufs.floats, &mut bufs.candidates).unwrap();
+        let opts = GenerateOptions {
+            max_new_tokens: greedy.len(),
+            stop_tokens: &[],
+            prefix_end: 0,
+        };
         let mut out = vec![];
         session
             .generate(&exec, &input, &mut Sampler::greedy(), &opts, &mut |t| {
@@ -170,8 +208,15 @@ fn greedy_generation_matches_goldens_until_first_near_tie() {
                 true
             })
             .unwrap();
-        assert_eq!(out[..agree], greedy[..agree], "prompt {i}: first {agree} greedy tokens");
-        eprintln!("prompt {i}: {agree} of {} greedy tokens pinned, all equal", greedy.len());
+        assert_eq!(
+            out[..agree],
+            greedy[..agree],
+            "prompt {i}: first {agree} greedy tokens"
+        );
+        eprintln!(
+            "prompt {i}: {agree} of {} greedy tokens pinned, all equal",
+            greedy.len()
+        );
     }
 }
 
@@ -184,11 +229,22 @@ fn final_hidden_state_matches_golden_intermediate() {
     let model = loaded.model();
     let exec = RayonExecutor::new(0).unwrap();
     let mut bufs = SessionBuffers::new(&model, ids.len(), ids.len()).unwrap();
-    let mut session = Session::new(&model, ids.len(), ids.len(), &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let mut session = Session::new(
+        &model,
+        ids.len(),
+        ids.len(),
+        &mut bufs.floats,
+        &mut bufs.candidates,
+    )
+    .unwrap();
     let hidden = session.forward_chunk(&exec, &ids, 0).unwrap();
     let d = model.config.d_model;
     assert_eq!(shape.iter().product::<usize>(), d);
     let last = &hidden[(ids.len() - 1) * d..];
-    let worst = last.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let worst = last
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(worst < 1e-3, "final normed hidden state differs by {worst}");
 }
