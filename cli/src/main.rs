@@ -21,6 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate a continuation of a prompt, streaming it to stdout.
+    #[command(allow_negative_numbers = true)]
     Run(RunArgs),
     /// Print the token ids of a text (no BOS).
     Tokenize(TokenizeArgs),
@@ -123,8 +124,37 @@ pub struct InfoArgs {
     pub tensors: bool,
 }
 
+/// Help and version go out as clap renders them; a usage mistake becomes the
+/// same single `gemma: error:` line as every other failure.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.use_stderr() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    eprintln!(
+        "gemma: error: {} (see gemma --help)",
+        first.trim_start_matches("error: ")
+    );
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let result = match cli.command {
         Command::Run(a) => commands::run(a),
         Command::Tokenize(a) => commands::tokenize(a),

@@ -290,7 +290,7 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5 * 2^23: adding and subtracting rounds to an integer (ties to even).
     const ROUND: f32 = 12_582_912.0;
-    let underflow = !(x >= -87.0);
+    let underflow = x.is_nan() || x < -87.0;
     let xc = if underflow { 0.0 } else { x };
     let shifted = xc * LOG2E + ROUND;
     let n = shifted - ROUND;
@@ -303,7 +303,7 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     q = q * r + 8.333_452e-3;
     q = q * r + 4.166_579_6e-2;
     q = q * r + 1.666_666_5e-1;
-    q = q * r + 5.000_000_1e-1;
+    q = q * r + 0.5; // Cephes: 5.0000001201e-1, which is 0.5 in f32
     let y = q * r * r + r + 1.0;
     // n is in [-126, 0] here, so 2^n is a normal number.
     let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
@@ -762,12 +762,11 @@ fn top_p_only(p: &SamplingParams, wr: &Weigher, logits: &[f32], work: &mut [Cand
     let mut floor = 0usize;
     let mut target = f64::INFINITY;
     if p.top_p < 1.0 {
-        // One read-only pass: the total mass and the first radix level of
-        // the mass by weight key.
-        // Pre-filter by mass per bin of the weight's own bits (32 bins per
-        // octave), so equal weights always share a bin and the gathered set
-        // holds everything down to the cut. Four interleaved histograms, as
-        // in top-k.
+        // One read-only pass: the total mass, and the mass per bin of the
+        // weight's own bits (32 bins per octave) as a pre-filter. Equal
+        // weights always share a bin, so gathering every bin down to the one
+        // where the mass reaches the target gathers everything down to the
+        // exact cut. Four interleaved histograms, as in top-k.
         let mut hist = [[0.0f64; TOPP_BINS]; 4];
         let mut total = 0.0f64;
         for chunk in logits.chunks(CHUNK) {
@@ -794,8 +793,8 @@ fn top_p_only(p: &SamplingParams, wr: &Weigher, logits: &[f32], work: &mut [Cand
             }
         }
     }
-    // Gather the candidates at or above the first-level bucket of the cut
-    // (all of them when top-p is off), in id order.
+    // Gather the candidates in the bins at or above the cut's bin (all of
+    // them when top-p is off), in id order.
     let mut m = 0;
     for (ci, chunk) in logits.chunks(CHUNK).enumerate() {
         wr.weights(chunk, &mut buf);

@@ -51,7 +51,8 @@ fn scale_bytes(b: &[u8]) -> [u8; 12] {
 /// Each 64-element chunk `c` owns 32 bytes `qs[32c..32c+32]`: their low
 /// nibbles are sub-block `2c` (elements `64c..64c+32`), their high nibbles
 /// sub-block `2c+1` (elements `64c+32..64c+64`).
-#[inline(always)]
+// Out of line on purpose: see `dequantize_blocks` in mod.rs.
+#[inline(never)]
 pub fn decode_q4_k(b: &[u8; Q4_K_BYTES], out: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     let dmin = f16_le(b[2], b[3]);
@@ -73,7 +74,8 @@ pub fn decode_q4_k(b: &[u8; Q4_K_BYTES], out: &mut [f32; QK_K]) {
 /// and `qs[128]` at 48. Nibbles are laid out as in Q4_K; the fifth bit of
 /// element `l` of sub-block `s` is bit `s` of `qh[l]`, so each 64-element
 /// chunk uses the next two bits of the same 32 bytes.
-#[inline(always)]
+// Out of line on purpose: see `dequantize_blocks` in mod.rs.
+#[inline(never)]
 pub fn decode_q5_k(b: &[u8; Q5_K_BYTES], out: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     let dmin = f16_le(b[2], b[3]);
@@ -100,7 +102,8 @@ pub fn decode_q5_k(b: &[u8; Q5_K_BYTES], out: &mut [f32; QK_K]) {
 /// for `l < 32`, element `128h + 32k + l` (k = 0..4) takes its low nibble
 /// from `ql[64h + l]` (k = 0, 2: low/high nibble) or `ql[64h + 32 + l]`
 /// (k = 1, 3), and its top two bits from bits `2k..2k+2` of `qh[32h + l]`.
-#[inline(always)]
+// Out of line on purpose: see `dequantize_blocks` in mod.rs.
+#[inline(never)]
 pub fn decode_q6_k(b: &[u8; Q6_K_BYTES], out: &mut [f32; QK_K]) {
     let d = f16_le(b[208], b[209]);
     let mut ds = [0f32; 16];

@@ -20,7 +20,8 @@ pub const Q8_0_BYTES: usize = 34;
 
 /// Q4_0, 18 bytes: `d: f16` at 0, `qs[16]` at 2.
 /// Codes are unsigned 0..=15 centred on 8: `x = (q - 8) * d`.
-#[inline(always)]
+// Out of line on purpose: see `dequantize_blocks` in mod.rs.
+#[inline(never)]
 pub fn decode_q4_0(b: &[u8; Q4_0_BYTES], out: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     for j in 0..16 {
@@ -32,7 +33,8 @@ pub fn decode_q4_0(b: &[u8; Q4_0_BYTES], out: &mut [f32; QK]) {
 
 /// Q4_1, 20 bytes: `d: f16` at 0, `m: f16` at 2, `qs[16]` at 4.
 /// Asymmetric: codes 0..=15 span `[m, m + 15 d]`, `x = q * d + m`.
-#[inline(always)]
+// Out of line on purpose: see `dequantize_blocks` in mod.rs.
+#[inline(never)]
 pub fn decode_q4_1(b: &[u8; Q4_1_BYTES], out: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     let m = f16_le(b[2], b[3]);
@@ -46,7 +48,8 @@ pub fn decode_q4_1(b: &[u8; Q4_1_BYTES], out: &mut [f32; QK]) {
 /// Q5_0, 22 bytes: `d: f16` at 0, `qh: u32` (little-endian) at 2, `qs[16]`
 /// at 6. The low four bits come from the nibbles as in Q4_0; bit `i` of `qh`
 /// is bit 4 of element `i`. Codes 0..=31 centred on 16: `x = (q - 16) * d`.
-#[inline(always)]
+// Out of line on purpose: see `dequantize_blocks` in mod.rs.
+#[inline(never)]
 pub fn decode_q5_0(b: &[u8; Q5_0_BYTES], out: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
@@ -61,7 +64,8 @@ pub fn decode_q5_0(b: &[u8; Q5_0_BYTES], out: &mut [f32; QK]) {
 
 /// Q5_1, 24 bytes: `d: f16` at 0, `m: f16` at 2, `qh: u32` at 4, `qs[16]` at
 /// 8. Bits as in Q5_0, offset as in Q4_1: `x = q * d + m`.
-#[inline(always)]
+// Out of line on purpose: see `dequantize_blocks` in mod.rs.
+#[inline(never)]
 pub fn decode_q5_1(b: &[u8; Q5_1_BYTES], out: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     let m = f16_le(b[2], b[3]);
@@ -77,7 +81,8 @@ pub fn decode_q5_1(b: &[u8; Q5_1_BYTES], out: &mut [f32; QK]) {
 
 /// Q8_0, 34 bytes: `d: f16` at 0, then 32 signed bytes in element order:
 /// `x = q * d`.
-#[inline(always)]
+// Out of line on purpose: see `dequantize_blocks` in mod.rs.
+#[inline(never)]
 pub fn decode_q8_0(b: &[u8; Q8_0_BYTES], out: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     for j in 0..QK {

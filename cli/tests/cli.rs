@@ -1,0 +1,200 @@
+//! The `gemma` binary end to end: it reproduces the goldens from the
+//! command line, samples reproducibly, and fails with one clear line.
+
+use gemma_tests::{f32s, goldens, real_model_path, tolerance, u32s};
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn gemma(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gemma"))
+        .args(args)
+        .env("GEMMA_MODEL", real_model_path())
+        .output()
+        .expect("gemma runs")
+}
+
+fn stdout_ok(args: &[&str]) -> String {
+    let out = gemma(args);
+    assert!(
+        out.status.success(),
+        "gemma {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+fn first_near_tie(p: &Value) -> usize {
+    p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| (s["top1_margin"].as_f64().unwrap() as f32) < tolerance::TOP1_MARGIN)
+        .unwrap_or(32)
+        .min(32)
+}
+
+#[test]
+fn run_json_reproduces_golden_greedy_ids() {
+    for i in [0usize, 3] {
+        let p = &goldens()["prompts"][i];
+        let text = p["text"].as_str().unwrap();
+        let out = stdout_ok(&[
+            "run",
+            "--prompt",
+            text,
+            "-n",
+            "32",
+            "--temperature",
+            "0",
+            "--json",
+        ]);
+        let v: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        assert_eq!(u32s(&v["prompt_ids"]), u32s(&p["input_ids"]));
+        let ids = u32s(&v["ids"]);
+        let want = u32s(&p["greedy_ids"]);
+        let n = first_near_tie(p);
+        assert_eq!(ids[..n], want[..n], "prompt {i}");
+        if n == 32 {
+            assert_eq!(
+                v["text"].as_str().unwrap(),
+                p["greedy_text"].as_str().unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn run_reads_the_prompt_from_stdin_and_streams_text() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gemma"))
+        .args(["run", "-n", "12", "--temperature", "0"])
+        .env("GEMMA_MODEL", real_model_path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"The capital of France is")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let golden = goldens()["prompts"][0]["greedy_text"].as_str().unwrap();
+    assert!(
+        golden.starts_with(text.trim_end_matches('\n')),
+        "{text:?} vs {golden:?}"
+    );
+}
+
+#[test]
+fn logits_command_reproduces_golden_steps() {
+    let p = &goldens()["prompts"][0];
+    let ids: Vec<String> = u32s(&p["input_ids"])
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    let out = stdout_ok(&["logits", "--ids", &ids.join(","), "--top", "20"]);
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), ids.len());
+    let last = &lines[ids.len() - 1];
+    assert_eq!(last["pos"].as_u64().unwrap() as usize, ids.len() - 1);
+    let step = &p["steps"][0];
+    assert_eq!(u32s(&last["top_ids"]), u32s(&step["top_ids"]));
+    for (got, want) in f32s(&last["top_logits"])
+        .iter()
+        .zip(f32s(&step["top_logits"]))
+    {
+        assert!(
+            (got - want).abs() <= tolerance::TOP20_LOGIT,
+            "{got} vs {want}"
+        );
+    }
+    let argmax = u32s(&p["prompt_argmax"]);
+    for (pos, line) in lines.iter().enumerate() {
+        assert_eq!(u32s(&line["top_ids"])[0], argmax[pos], "argmax at {pos}");
+    }
+}
+
+#[test]
+fn tokenize_json_matches_goldens() {
+    let case = &goldens()["tokenize"][1];
+    let out = stdout_ok(&[
+        "tokenize",
+        "--text",
+        case["text"].as_str().unwrap(),
+        "--json",
+    ]);
+    let ids: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(u32s(&ids), u32s(&case["ids"]));
+}
+
+#[test]
+fn same_seed_same_text_other_seed_other_text() {
+    let run = |seed: &str| {
+        stdout_ok(&[
+            "run",
+            "--prompt",
+            "Once upon a time",
+            "-n",
+            "24",
+            "--temperature",
+            "1.0",
+            "--top-k",
+            "0",
+            "--top-p",
+            "1",
+            "--min-p",
+            "0",
+            "--seed",
+            seed,
+            "--json",
+        ])
+    };
+    let text = |s: String| serde_json::from_str::<Value>(s.trim()).unwrap()["ids"].clone();
+    let a = text(run("1234"));
+    let b = text(run("1234"));
+    let c = text(run("98765"));
+    assert_eq!(a, b, "same seed");
+    assert_ne!(a, c, "different seed");
+}
+
+#[test]
+fn info_lists_metadata_and_tensors() {
+    let out = stdout_ok(&["info", "--tensors"]);
+    assert!(out.contains("general.architecture = \"gemma3\""));
+    assert!(out.contains("token_embd.weight"));
+    assert!(out.contains("Q4_K"));
+}
+
+#[test]
+fn errors_are_one_line_and_exit_nonzero() {
+    let bad_file = std::env::temp_dir().join(format!("gemma-cli-bad-{}.gguf", std::process::id()));
+    std::fs::write(&bad_file, b"GGUF\x03\x00\x00\x00garbage").unwrap();
+    let bad = bad_file.to_str().unwrap();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["run", "--model", "/nonexistent/model.gguf", "--prompt", "x"],
+        vec!["run", "--model", bad, "--prompt", "x"],
+        vec!["run", "--prompt", "x", "--temperature", "-1"],
+        vec!["run", "--prompt", "x", "--top-p", "1.5"],
+        vec!["run", "--prompt", "x", "--top-p", "NaN"],
+        vec!["run", "--prompt", "x", "--context", "99999999"],
+        vec!["logits", "--ids", "2,notanumber"],
+        vec!["logits", "--ids", "2,999999999"],
+        vec!["info", "--model", bad],
+    ];
+    for args in cases {
+        let out = gemma(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        assert!(lines[0].starts_with("gemma: error: "), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_file(bad_file);
+}
