@@ -136,23 +136,23 @@ pub fn decode_q6_k(b: &[u8; Q6_K_BYTES], out: &mut [f32; QK_K]) {
 }
 
 pub(crate) fn dequantize_q4_k(src: &[u8], out: &mut [f32]) {
-    dequantize_blocks::<Q4_K_BYTES, QK_K>(src, out, |b, o| decode_q4_k(b, o))
+    dequantize_blocks(src, out, decode_q4_k)
 }
 pub(crate) fn dequantize_q5_k(src: &[u8], out: &mut [f32]) {
-    dequantize_blocks::<Q5_K_BYTES, QK_K>(src, out, |b, o| decode_q5_k(b, o))
+    dequantize_blocks(src, out, decode_q5_k)
 }
 pub(crate) fn dequantize_q6_k(src: &[u8], out: &mut [f32]) {
-    dequantize_blocks::<Q6_K_BYTES, QK_K>(src, out, |b, o| decode_q6_k(b, o))
+    dequantize_blocks(src, out, decode_q6_k)
 }
 
 pub(crate) fn dot_q4_k(src: &[u8], x: &[f32]) -> f32 {
-    dot_blocks::<Q4_K_BYTES, QK_K>(src, x, |b, o| decode_q4_k(b, o))
+    dot_blocks(src, x, decode_q4_k)
 }
 pub(crate) fn dot_q5_k(src: &[u8], x: &[f32]) -> f32 {
-    dot_blocks::<Q5_K_BYTES, QK_K>(src, x, |b, o| decode_q5_k(b, o))
+    dot_blocks(src, x, decode_q5_k)
 }
 pub(crate) fn dot_q6_k(src: &[u8], x: &[f32]) -> f32 {
-    dot_blocks::<Q6_K_BYTES, QK_K>(src, x, |b, o| decode_q6_k(b, o))
+    dot_blocks(src, x, decode_q6_k)
 }
 
 #[cfg(test)]

@@ -91,35 +91,35 @@ pub fn decode_q8_0(b: &[u8; Q8_0_BYTES], out: &mut [f32; QK]) {
 }
 
 pub(crate) fn dequantize_q4_0(src: &[u8], out: &mut [f32]) {
-    dequantize_blocks::<Q4_0_BYTES, QK>(src, out, |b, o| decode_q4_0(b, o))
+    dequantize_blocks(src, out, decode_q4_0)
 }
 pub(crate) fn dequantize_q4_1(src: &[u8], out: &mut [f32]) {
-    dequantize_blocks::<Q4_1_BYTES, QK>(src, out, |b, o| decode_q4_1(b, o))
+    dequantize_blocks(src, out, decode_q4_1)
 }
 pub(crate) fn dequantize_q5_0(src: &[u8], out: &mut [f32]) {
-    dequantize_blocks::<Q5_0_BYTES, QK>(src, out, |b, o| decode_q5_0(b, o))
+    dequantize_blocks(src, out, decode_q5_0)
 }
 pub(crate) fn dequantize_q5_1(src: &[u8], out: &mut [f32]) {
-    dequantize_blocks::<Q5_1_BYTES, QK>(src, out, |b, o| decode_q5_1(b, o))
+    dequantize_blocks(src, out, decode_q5_1)
 }
 pub(crate) fn dequantize_q8_0(src: &[u8], out: &mut [f32]) {
-    dequantize_blocks::<Q8_0_BYTES, QK>(src, out, |b, o| decode_q8_0(b, o))
+    dequantize_blocks(src, out, decode_q8_0)
 }
 
 pub(crate) fn dot_q4_0(src: &[u8], x: &[f32]) -> f32 {
-    dot_blocks::<Q4_0_BYTES, QK>(src, x, |b, o| decode_q4_0(b, o))
+    dot_blocks(src, x, decode_q4_0)
 }
 pub(crate) fn dot_q4_1(src: &[u8], x: &[f32]) -> f32 {
-    dot_blocks::<Q4_1_BYTES, QK>(src, x, |b, o| decode_q4_1(b, o))
+    dot_blocks(src, x, decode_q4_1)
 }
 pub(crate) fn dot_q5_0(src: &[u8], x: &[f32]) -> f32 {
-    dot_blocks::<Q5_0_BYTES, QK>(src, x, |b, o| decode_q5_0(b, o))
+    dot_blocks(src, x, decode_q5_0)
 }
 pub(crate) fn dot_q5_1(src: &[u8], x: &[f32]) -> f32 {
-    dot_blocks::<Q5_1_BYTES, QK>(src, x, |b, o| decode_q5_1(b, o))
+    dot_blocks(src, x, decode_q5_1)
 }
 pub(crate) fn dot_q8_0(src: &[u8], x: &[f32]) -> f32 {
-    dot_blocks::<Q8_0_BYTES, QK>(src, x, |b, o| decode_q8_0(b, o))
+    dot_blocks(src, x, decode_q8_0)
 }
 
 #[cfg(test)]
