@@ -532,7 +532,7 @@ impl<'a> Gguf<'a> {
     /// Absolute byte range of a tensor's data, checked against the file.
     fn data_range(&self, rec: &TensorRecord) -> Result<(u64, u64), GgufError> {
         let tensor = rec.index;
-        if rec.offset % self.alignment as u64 != 0 {
+        if !rec.offset.is_multiple_of(self.alignment as u64) {
             return Err(GgufError::Misaligned {
                 tensor,
                 offset: rec.offset,

@@ -77,10 +77,13 @@ impl ModelConfig {
         if self.d_model == 0 || self.d_ff == 0 || self.vocab_size == 0 {
             return bad("dimensions must be non-zero");
         }
-        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_heads == 0
+            || self.n_kv_heads == 0
+            || !self.n_heads.is_multiple_of(self.n_kv_heads)
+        {
             return bad("head count must be a non-zero multiple of the KV head count");
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > 1024 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) || self.head_dim > 1024 {
             return bad("head dimension must be even and at most 1024");
         }
         if !(self.rms_eps.is_finite() && self.rms_eps >= 0.0) {

@@ -194,8 +194,8 @@ mod tests {
         }
         let mut out = [0f32; QK_K];
         decode_q6_k(&b, &mut out);
-        for e in 0..QK_K {
-            assert_eq!(out[e], code(e) as f32 - 32.0, "element {e}");
+        for (e, &v) in out.iter().enumerate() {
+            assert_eq!(v, code(e) as f32 - 32.0, "element {e}");
         }
     }
 }

@@ -155,9 +155,9 @@ mod tests {
             b[8 + j] = (j as u8) | ((j as u8) << 4);
         }
         decode_q5_1(&b, &mut out);
-        for i in 0..QK {
+        for (i, &v) in out.iter().enumerate() {
             let q = (i % 16) as u32 | (((i & 1) as u32) << 4);
-            assert_eq!(out[i], q as f32 + 0.5, "element {i}");
+            assert_eq!(v, q as f32 + 0.5, "element {i}");
         }
 
         // Q8_0: signed codes.
@@ -167,8 +167,8 @@ mod tests {
             b[2 + j] = (j as i8 * 4 - 64) as u8;
         }
         decode_q8_0(&b, &mut out);
-        for j in 0..QK {
-            assert_eq!(out[j], (j as f32 * 4.0 - 64.0) * 0.5);
+        for (j, &v) in out.iter().enumerate() {
+            assert_eq!(v, (j as f32 * 4.0 - 64.0) * 0.5);
         }
     }
 }

@@ -128,7 +128,7 @@ impl WeightType {
     /// number of blocks, or if the byte count overflows `usize`.
     pub fn row_bytes(self, n_elems: usize) -> Option<usize> {
         let be = self.block_elems();
-        if n_elems % be != 0 {
+        if !n_elems.is_multiple_of(be) {
             return None;
         }
         (n_elems / be).checked_mul(self.block_bytes())
@@ -164,7 +164,7 @@ impl core::fmt::Display for QuantError {
 /// Validate `src` against `n` elements of `ty`.
 #[inline]
 fn check(ty: WeightType, src: &[u8], n: usize) -> Result<(), QuantError> {
-    if n % ty.block_elems() != 0 {
+    if !n.is_multiple_of(ty.block_elems()) {
         return Err(QuantError::NotBlockMultiple { ty, n });
     }
     let expected = ty.row_bytes(n).unwrap_or(usize::MAX);
