@@ -151,6 +151,44 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
         self.pos = 0;
     }
 
+    /// Continues from position `pos` of a conversation whose keys and values
+    /// an earlier session left in the same buffers (sessions are cheap views;
+    /// the cache contents persist in the caller's memory). Also rewinds: see
+    /// [`Self::can_rewind`].
+    pub fn set_pos(&mut self, pos: usize) -> Result<(), SessionError> {
+        if pos > self.cache.max_context() {
+            return Err(ForwardError::ContextFull {
+                needed: pos,
+                max: self.cache.max_context(),
+            }
+            .into());
+        }
+        self.pos = pos;
+        Ok(())
+    }
+
+    /// Whether a cache filled up to `filled` positions still holds every
+    /// key a continuation from `pos` needs. Global layers keep all
+    /// positions; a local layer's ring keeps the last `window + max_batch - 1`,
+    /// so it can step back at most `max_batch - 1` positions.
+    pub fn can_rewind(&self, filled: usize, pos: usize) -> bool {
+        if pos > filled {
+            return false;
+        }
+        let cfg = &self.model.config;
+        (0..cfg.n_layers).all(|l| {
+            let cap = self.cache.capacity(l);
+            let need = if cfg.is_local(l) {
+                cfg.sliding_window.min(pos)
+            } else {
+                pos
+            };
+            // Slots of positions [pos - need, pos) must not have been
+            // overwritten by positions [pos, filled).
+            cap >= filled || filled - pos + need <= cap
+        })
+    }
+
     /// Logits after the last token fed by [`Self::prefill`] or [`Self::step`].
     pub fn logits(&self) -> &[f32] {
         self.logits

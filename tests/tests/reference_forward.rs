@@ -267,3 +267,84 @@ fn a_prefix_split_across_passes_is_refused() {
     let mut s = Session::new(&model, 16, 4, &mut bufs.floats, &mut bufs.candidates).unwrap();
     assert!(s.forward_chunk(&Serial, &TOKENS[..4], 6).is_err());
 }
+
+/// A conversation continued turn after turn (prefix reuse, rewinds within
+/// the ring, resets beyond it) gives the logits of a fresh run every time.
+#[test]
+fn conversation_reuses_the_cache_and_matches_fresh_runs() {
+    use gemma_core::generate::GenerateOptions;
+    use gemma_core::sampling::Sampler;
+    use gemma_platform::Conversation;
+    let bytes = tiny_model(&TinySpec::default());
+    let g = Gguf::parse(&bytes).unwrap();
+    let model = Model::from_gguf(&g).unwrap();
+    let mut conv = Conversation::new(&model, 48, 3).unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: 4,
+        stop_tokens: &[],
+        prefix_end: 0,
+    };
+    let fresh = |prompt: &[u32]| {
+        let mut c = Conversation::new(&model, 48, 3).unwrap();
+        let mut out = vec![];
+        c.generate(
+            &model,
+            &Serial,
+            prompt,
+            &mut Sampler::greedy(),
+            &opts,
+            &mut |t| {
+                out.push(t);
+                true
+            },
+        )
+        .unwrap();
+        out
+    };
+    let mut history: Vec<u32> = TOKENS[..5].to_vec();
+    let mut turns = vec![];
+    for step in 0..4 {
+        let mut out = vec![];
+        let stats = conv
+            .generate(
+                &model,
+                &Serial,
+                &history,
+                &mut Sampler::greedy(),
+                &opts,
+                &mut |t| {
+                    out.push(t);
+                    true
+                },
+            )
+            .unwrap();
+        assert_eq!(out, fresh(&history), "turn {step}");
+        turns.push(stats);
+        history.extend(&out);
+        history.extend(&TOKENS[5 + step..7 + step]);
+    }
+    // Later turns prefill only what is new.
+    assert_eq!(turns[0].reused, 0);
+    for t in &turns[1..] {
+        assert!(t.reused > 0 && t.prefilled <= 4, "{t:?}");
+    }
+    // A different history shares only BOS: rewinding that far is beyond the
+    // ring, so the conversation starts over and still matches.
+    let other = [2u32, 50, 60, 70, 80];
+    let mut out = vec![];
+    let stats = conv
+        .generate(
+            &model,
+            &Serial,
+            &other,
+            &mut Sampler::greedy(),
+            &opts,
+            &mut |t| {
+                out.push(t);
+                true
+            },
+        )
+        .unwrap();
+    assert_eq!(out, fresh(&other));
+    assert_eq!(stats.reused, 0);
+}

@@ -1,0 +1,121 @@
+//! A conversation that keeps its KV cache between requests.
+//!
+//! It owns the session buffers and remembers which tokens the cache holds.
+//! A new request that extends (or shares a prefix with) those tokens only
+//! prefills what is new; what the cache can no longer serve is recomputed.
+//! Chat, the HTTP server and the C API build on it.
+
+use crate::SessionBuffers;
+use gemma_core::exec::Executor;
+use gemma_core::generate::{GenerateOptions, Outcome, Session, SessionError};
+use gemma_core::model::Model;
+use gemma_core::sampling::Sampler;
+
+pub struct Conversation {
+    buffers: SessionBuffers,
+    max_context: usize,
+    max_batch: usize,
+    /// The tokens whose keys and values are in the cache, in order.
+    cached: Vec<u32>,
+}
+
+/// What one [`Conversation::generate`] call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TurnStats {
+    pub outcome: Outcome,
+    /// Prompt tokens served from the cache.
+    pub reused: usize,
+    /// Prompt tokens that went through the model.
+    pub prefilled: usize,
+}
+
+impl Conversation {
+    pub fn new(model: &Model, max_context: usize, max_batch: usize) -> Option<Self> {
+        let max_batch = max_batch.clamp(1, max_context.max(1));
+        let buffers = SessionBuffers::new(model, max_context, max_batch)?;
+        Some(Self {
+            buffers,
+            max_context,
+            max_batch,
+            cached: Vec::new(),
+        })
+    }
+
+    pub fn max_context(&self) -> usize {
+        self.max_context
+    }
+
+    /// The tokens the cache currently holds.
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.cached
+    }
+
+    /// Memory held by the buffers, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.buffers.floats.len() * 4
+            + self.buffers.candidates.len() * std::mem::size_of_val(&self.buffers.candidates[0])
+    }
+
+    pub fn reset(&mut self) {
+        self.cached.clear();
+    }
+
+    /// Generates a continuation of `prompt` (the whole conversation so far,
+    /// BOS included), reusing the cached prefix it shares with earlier turns.
+    pub fn generate(
+        &mut self,
+        model: &Model,
+        exec: &dyn Executor,
+        prompt: &[u32],
+        sampler: &mut Sampler,
+        opts: &GenerateOptions,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<TurnStats, SessionError> {
+        if prompt.is_empty() {
+            return Err(SessionError::EmptyPrompt);
+        }
+        let mut session = Session::new(
+            model,
+            self.max_context,
+            self.max_batch,
+            &mut self.buffers.floats,
+            &mut self.buffers.candidates,
+        )?;
+        // At least the last prompt token is fed again, to get its logits.
+        let shared = self
+            .cached
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut reuse = shared.min(prompt.len() - 1);
+        if opts.prefix_end > 0 || !session.can_rewind(self.cached.len(), reuse) {
+            reuse = 0;
+        }
+        session.set_pos(reuse)?;
+        // Until this turn ends, the cache holds only the reused prefix.
+        self.cached.truncate(reuse);
+        let mut emitted = Vec::with_capacity(opts.max_new_tokens.min(self.max_context));
+        let result = session.generate(exec, &prompt[reuse..], sampler, opts, &mut |t| {
+            emitted.push(t);
+            on_token(t)
+        });
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                // A pass that failed part-way may have overwritten ring slots.
+                self.cached.clear();
+                return Err(e);
+            }
+        };
+        let fed_generated = session.pos().saturating_sub(prompt.len());
+        self.cached.extend_from_slice(&prompt[reuse..]);
+        self.cached
+            .extend_from_slice(&emitted[..fed_generated.min(emitted.len())]);
+        Ok(TurnStats {
+            outcome,
+            reused: reuse,
+            prefilled: prompt.len() - reuse,
+        })
+    }
+}
