@@ -198,3 +198,32 @@ fn errors_are_one_line_and_exit_nonzero() {
     }
     let _ = std::fs::remove_file(bad_file);
 }
+
+#[test]
+fn chat_flag_wraps_the_prompt_in_the_turn_template() {
+    let out = stdout_ok(&[
+        "run",
+        "--chat",
+        "--prompt",
+        "Hi",
+        "-n",
+        "4",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let ids = u32s(&v["prompt_ids"]);
+    let tokenized = stdout_ok(&[
+        "tokenize",
+        "--json",
+        "--text",
+        "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n",
+    ]);
+    let want: Vec<u32> = std::iter::once(2)
+        .chain(u32s(&serde_json::from_str(tokenized.trim()).unwrap()))
+        .collect();
+    assert_eq!(ids, want);
+    assert_eq!(ids[1], 105, "<start_of_turn>");
+    assert!(ids.contains(&106), "<end_of_turn>");
+}

@@ -9,7 +9,7 @@ use crate::gguf_writer::{GgufWriter, MetaValue};
 
 #[derive(Clone, Copy, Debug)]
 pub struct TinySpec {
-    /// "gemma2" or "gemma3".
+    /// "gemma" (Gemma 1), "gemma2" or "gemma3".
     pub arch: &'static str,
     pub n_layers: u32,
     pub d_model: u32,
@@ -185,7 +185,9 @@ pub fn tiny_model(spec: &TinySpec) -> Vec<u8> {
             w.tensor_f32(&name("attn_k_norm.weight"), &[hd], &t);
         }
         let t = gain(&mut rng, d);
-        w.tensor_f32(&name("post_attention_norm.weight"), &[d], &t);
+        if a != "gemma" {
+            w.tensor_f32(&name("post_attention_norm.weight"), &[d], &t);
+        }
         let t = gain(&mut rng, d);
         w.tensor_f32(&name("ffn_norm.weight"), &[d], &t);
         let t = rng.fill((ff * d) as usize, inv(d));
@@ -195,7 +197,9 @@ pub fn tiny_model(spec: &TinySpec) -> Vec<u8> {
         let t = rng.fill((d * ff) as usize, inv(ff));
         w.tensor_f32(&name("ffn_down.weight"), &[ff, d], &t);
         let t = gain(&mut rng, d);
-        w.tensor_f32(&name("post_ffw_norm.weight"), &[d], &t);
+        if a != "gemma" {
+            w.tensor_f32(&name("post_ffw_norm.weight"), &[d], &t);
+        }
     }
     w.to_bytes()
 }

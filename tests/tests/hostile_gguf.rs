@@ -48,8 +48,12 @@ fn offset_of_tensor_info(bytes: &[u8], name: &str) -> usize {
 }
 
 #[test]
-fn the_unmodified_tiny_model_loads() {
-    load(tiny_model(&TinySpec::default())).expect("valid model must load");
+fn the_unmodified_tiny_model_loads_as_gguf_v3_and_v2() {
+    let mut bytes = tiny_model(&TinySpec::default());
+    load(bytes.clone()).expect("valid model must load");
+    // Version 2 has the same layout (64-bit counts); only the number differs.
+    bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+    load(bytes).expect("GGUF v2 must load");
 }
 
 #[test]

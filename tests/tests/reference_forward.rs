@@ -138,18 +138,22 @@ impl Reference<'_> {
                         }
                     }
                 }
-                let o = norm(
-                    &matvec(&wo, &att),
-                    &self.layer(l, "post_attention_norm.weight"),
-                );
+                let post = |x: Vec<f64>, name: &str| {
+                    if c.post_norms {
+                        norm(&x, &self.layer(l, name))
+                    } else {
+                        x
+                    }
+                };
+                let o = post(matvec(&wo, &att), "post_attention_norm.weight");
                 x[t].iter_mut().zip(&o).for_each(|(a, b)| *a += b);
                 let h = norm(&x[t], &self.layer(l, "ffn_norm.weight"));
                 let gate = matvec(&self.layer(l, "ffn_gate.weight"), &h);
                 let up = matvec(&self.layer(l, "ffn_up.weight"), &h);
                 let act: Vec<f64> = gate.iter().zip(&up).map(|(g, u)| gelu(*g) * u).collect();
-                let f = norm(
-                    &matvec(&self.layer(l, "ffn_down.weight"), &act),
-                    &self.layer(l, "post_ffw_norm.weight"),
+                let f = post(
+                    matvec(&self.layer(l, "ffn_down.weight"), &act),
+                    "post_ffw_norm.weight",
                 );
                 x[t].iter_mut().zip(&f).for_each(|(a, b)| *a += b);
             }
@@ -231,6 +235,15 @@ fn gemma2_forward_with_softcaps_matches_reference() {
         arch: "gemma2",
         sliding_window: 3,
         seed: 11,
+        ..TinySpec::default()
+    });
+}
+
+#[test]
+fn gemma1_forward_without_post_norms_or_windows_matches_reference() {
+    check(TinySpec {
+        arch: "gemma",
+        seed: 5,
         ..TinySpec::default()
     });
 }
@@ -347,4 +360,105 @@ fn conversation_reuses_the_cache_and_matches_fresh_runs() {
         .unwrap();
     assert_eq!(out, fresh(&other));
     assert_eq!(stats.reused, 0);
+}
+
+fn tiny() -> Vec<u8> {
+    tiny_model(&TinySpec::default())
+}
+
+#[test]
+fn running_out_of_context_is_an_error_not_a_panic() {
+    use gemma_core::generate::SessionError;
+    use gemma_core::model::ForwardError;
+    let bytes = tiny();
+    let model = Model::from_gguf(&Gguf::parse(&bytes).unwrap()).unwrap();
+    let mut bufs = SessionBuffers::new(&model, 8, 4).unwrap();
+    let mut s = Session::new(&model, 8, 4, &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let err = s.prefill(&Serial, &TOKENS[..9], 0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SessionError::Forward(ForwardError::ContextFull { needed: 9, max: 8 })
+        ),
+        "{err:?}"
+    );
+    s.prefill(&Serial, &TOKENS[..8], 0).unwrap();
+    assert!(s.step(&Serial, 5).is_err());
+    assert!(
+        s.step(&Serial, 100_000).is_err(),
+        "token outside the vocabulary"
+    );
+    // Generation that reaches the end of the context stops cleanly.
+    s.reset();
+    let opts = gemma_core::generate::GenerateOptions {
+        max_new_tokens: 100,
+        stop_tokens: &[],
+        prefix_end: 0,
+    };
+    let out = s
+        .generate(
+            &Serial,
+            &TOKENS[..4],
+            &mut gemma_core::sampling::Sampler::greedy(),
+            &opts,
+            &mut |_| true,
+        )
+        .unwrap();
+    assert_eq!(out.stop, gemma_core::generate::StopReason::ContextFull);
+    assert_eq!(out.generated, 5);
+}
+
+#[test]
+fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
+    use gemma_core::generate::{GenerateOptions, StopReason};
+    use gemma_core::sampling::Sampler;
+    let bytes = tiny();
+    let model = Model::from_gguf(&Gguf::parse(&bytes).unwrap()).unwrap();
+    let mut bufs = SessionBuffers::new(&model, 32, 4).unwrap();
+    let mut s = Session::new(&model, 32, 4, &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let prompt = &TOKENS[..5];
+    let mut run = |opts: &GenerateOptions, limit: usize| {
+        s.reset();
+        let mut seen = vec![];
+        let o = s
+            .generate(&Serial, prompt, &mut Sampler::greedy(), opts, &mut |t| {
+                seen.push(t);
+                seen.len() < limit
+            })
+            .unwrap();
+        (o, seen)
+    };
+    let (o, free) = run(
+        &GenerateOptions {
+            max_new_tokens: 6,
+            stop_tokens: &[],
+            prefix_end: 0,
+        },
+        usize::MAX,
+    );
+    assert_eq!(
+        (o.stop, o.generated, free.len()),
+        (StopReason::MaxTokens, 6, 6)
+    );
+    let stop = [free[2]];
+    let (o, seen) = run(
+        &GenerateOptions {
+            max_new_tokens: 6,
+            stop_tokens: &stop,
+            prefix_end: 0,
+        },
+        usize::MAX,
+    );
+    let first = free.iter().position(|&t| t == free[2]).unwrap();
+    assert_eq!(o.stop, StopReason::StopToken(free[2]));
+    assert_eq!(seen, free[..first], "the stop token is not emitted");
+    let (o, seen) = run(
+        &GenerateOptions {
+            max_new_tokens: 6,
+            stop_tokens: &[],
+            prefix_end: 0,
+        },
+        2,
+    );
+    assert_eq!((o.stop, seen.len()), (StopReason::Callback, 2));
 }
