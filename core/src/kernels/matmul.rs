@@ -110,4 +110,30 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn simd_and_portable_paths_agree_on_quantized_weights() {
+        // Q8_0 rows with varied scales; 5 rows x 96 columns, 3 activation rows.
+        let (rows, cols, n) = (5usize, 96usize, 3usize);
+        let mut bytes = [0u8; 5 * 3 * 34];
+        for (b, block) in bytes.chunks_exact_mut(34).enumerate() {
+            let scale = half::f16::from_f32(0.01 * (b as f32 + 1.0));
+            block[..2].copy_from_slice(&scale.to_bits().to_le_bytes());
+            for (i, q) in block[2..].iter_mut().enumerate() {
+                *q = ((i * 7 + b * 13) % 255) as u8;
+            }
+        }
+        let m = Matrix::new(WeightType::Q8_0, rows, cols, &bytes).unwrap();
+        let x: [f32; 288] = core::array::from_fn(|i| ((i * 31 % 17) as f32 - 8.0) / 4.0);
+        let mut fast = [0f32; 15];
+        let mut portable = [0f32; 15];
+        crate::kernels::cpu::force_portable(false);
+        matmul(&Serial, &m, &x, n, &mut fast);
+        crate::kernels::cpu::force_portable(true);
+        matmul(&Serial, &m, &x, n, &mut portable);
+        crate::kernels::cpu::force_portable(false);
+        for (a, b) in fast.iter().zip(&portable) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
 }

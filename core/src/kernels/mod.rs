@@ -3,8 +3,11 @@
 //! The portable scalar code here is the reference; it is written with
 //! independent accumulator lanes so that the compiler vectorizes it.
 
+pub mod cpu;
 pub mod matmul;
 pub mod ops;
 mod shared;
+#[cfg(target_arch = "x86_64")]
+mod simd_x86;
 
 pub use shared::SharedOut;

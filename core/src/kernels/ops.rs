@@ -10,6 +10,16 @@ const LANES: usize = 16;
 /// f32 dot product of two equally long slices (the shorter length is used).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { super::simd_x86::dot(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+/// The portable reference for [`dot`].
+pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; LANES];
@@ -31,6 +41,16 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// each activation value is loaded once for four rows.
 #[inline]
 pub fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { super::simd_x86::dot4(x, w) };
+    }
+    dot4_portable(x, w)
+}
+
+/// The portable reference for [`dot4`].
+pub fn dot4_portable(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
     let n = w.iter().fold(x.len(), |n, r| n.min(r.len()));
     let x = &x[..n];
     let (w0, w1, w2, w3) = (&w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
@@ -176,7 +196,13 @@ mod tests {
             let b: [f32; 100] = core::array::from_fn(|i| 1.0 / (i as f32 + 1.0));
             let want: f64 = (0..n).map(|i| a[i] as f64 * b[i] as f64).sum();
             assert!((dot(&a[..n], &b[..n]) as f64 - want).abs() < 1e-4, "n={n}");
+            assert!(
+                (dot_portable(&a[..n], &b[..n]) as f64 - want).abs() < 1e-4,
+                "n={n}"
+            );
             let d4 = dot4(&a[..n], [&b[..n]; 4]);
+            assert!(d4.iter().all(|&d| (d as f64 - want).abs() < 1e-4));
+            let d4 = dot4_portable(&a[..n], [&b[..n]; 4]);
             assert!(d4.iter().all(|&d| (d as f64 - want).abs() < 1e-4));
         }
     }

@@ -1,0 +1,87 @@
+//! AVX2+FMA versions of the hottest dot products. Each must give the same
+//! result as its portable twin in `ops.rs` up to float rounding; the tests
+//! compare them.
+
+use core::arch::x86_64::*;
+
+/// Horizontal sum of eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps::<1>(v);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+/// `dot(a, b)` over the common length.
+#[target_feature(enable = "avx2,fma")]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 8k + 8 <= i + 32 <= n, inside both slices.
+            let (x, y) = unsafe {
+                (
+                    _mm256_loadu_ps(pa.add(i + 8 * k)),
+                    _mm256_loadu_ps(pb.add(i + 8 * k)),
+                )
+            };
+            *acc = _mm256_fmadd_ps(x, y, *acc);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, inside both slices.
+        let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+        acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+        i += 8;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut sum = hsum(v);
+    for j in i..n {
+        sum += a[j] * b[j];
+    }
+    sum
+}
+
+/// Four dot products sharing the activation span `x`.
+#[target_feature(enable = "avx2,fma")]
+pub fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
+    let n = w.iter().fold(x.len(), |n, r| n.min(r.len()));
+    let px = x.as_ptr();
+    let pw = [w[0].as_ptr(), w[1].as_ptr(), w[2].as_ptr(), w[3].as_ptr()];
+    // Two accumulators per row: eight independent FMA chains hide latency.
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n, inside x and every w row.
+        let (x0, x1) = unsafe { (_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(px.add(i + 8))) };
+        for r in 0..4 {
+            // SAFETY: as above.
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_loadu_ps(pw[r].add(i)),
+                    _mm256_loadu_ps(pw[r].add(i + 8)),
+                )
+            };
+            acc[r][0] = _mm256_fmadd_ps(x0, w0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(x1, w1, acc[r][1]);
+        }
+        i += 16;
+    }
+    let mut out = [0f32; 4];
+    for r in 0..4 {
+        let mut s = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+        for j in i..n {
+            s += x[j] * w[r][j];
+        }
+        out[r] = s;
+    }
+    out
+}
