@@ -12,7 +12,7 @@ const AVX2_FMA: u8 = 2;
 
 static LEVEL: AtomicU8 = AtomicU8::new(UNKNOWN);
 
-/// Whether the AVX2+FMA kernels may run.
+/// Whether the AVX2+FMA (+F16C) kernels may run.
 #[inline]
 pub fn has_avx2_fma() -> bool {
     match LEVEL.load(Ordering::Relaxed) {
@@ -39,7 +39,8 @@ fn detect() -> u8 {
     let fma = leaf1.ecx & (1 << 12) != 0;
     let osxsave = leaf1.ecx & (1 << 27) != 0;
     let avx = leaf1.ecx & (1 << 28) != 0;
-    if !(fma && osxsave && avx) || __cpuid(0).eax < 7 {
+    let f16c = leaf1.ecx & (1 << 29) != 0;
+    if !(fma && osxsave && avx && f16c) || __cpuid(0).eax < 7 {
         return PORTABLE;
     }
     let avx2 = __cpuid_count(7, 0).ebx & (1 << 5) != 0;

@@ -10,7 +10,7 @@ use super::ops::dot4;
 use super::SharedOut;
 use crate::exec::{split, Executor};
 use crate::model::weights::Matrix;
-use crate::quant;
+use crate::quant::{self, WeightType};
 
 /// Elements decoded at a time per row; a multiple of every block size.
 const SPAN: usize = 512;
@@ -26,6 +26,12 @@ pub fn matmul(exec: &dyn Executor, w: &Matrix, x: &[f32], n: usize, out: &mut [f
     }
     let n = n.min(x.len() / cols).min(out.len() / rows);
     let out = &mut out[..n * rows];
+    if n == 1 {
+        if let Some(kernel) = fused_row_dot(w.ty) {
+            matvec_fused(exec, w, &x[..cols], out, kernel);
+            return;
+        }
+    }
     out.fill(0.0);
     let shared = SharedOut::new(out);
     let tiles = rows.div_ceil(TILE);
@@ -80,11 +86,90 @@ pub fn matmul(exec: &dyn Executor, w: &Matrix, x: &[f32], n: usize, out: &mut [f
     });
 }
 
+/// A fused decode-and-dot of one encoded row with an activation vector.
+type RowDot = fn(&[u8], &[f32]) -> f32;
+
+/// The fused row kernel for `ty` on this CPU, if there is one. Decoding
+/// inside the dot (no span buffer) is what a single token wants: every
+/// weight is touched once, straight from memory.
+fn fused_row_dot(ty: WeightType) -> Option<RowDot> {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::has_avx2_fma() {
+        return match ty {
+            WeightType::Q8_0 => Some(q8_0_avx2),
+            WeightType::Q5_0 => Some(q5_0_avx2),
+            _ => None,
+        };
+    }
+    let _ = ty;
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+fn q8_0_avx2(row: &[u8], x: &[f32]) -> f32 {
+    // SAFETY: reachable only through `fused_row_dot`, which hands it out
+    // after `has_avx2_fma()` confirmed AVX2, FMA and F16C.
+    unsafe { super::simd_x86::dot_q8_0(row, x) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn q5_0_avx2(row: &[u8], x: &[f32]) -> f32 {
+    // SAFETY: as for `q8_0_avx2`.
+    unsafe { super::simd_x86::dot_q5_0(row, x) }
+}
+
+/// `out[r] = dot(w.row(r), x)` with a fused kernel, rows split across tasks.
+fn matvec_fused(exec: &dyn Executor, w: &Matrix, x: &[f32], out: &mut [f32], kernel: RowDot) {
+    let rows = w.rows;
+    let shared = SharedOut::new(out);
+    let (tasks, per_task) = split(rows, exec.threads(), 8, 16);
+    exec.run(tasks, &|t| {
+        let start = t * per_task;
+        let end = (start + per_task).min(rows);
+        // SAFETY: tasks own disjoint row ranges [start, end).
+        let dst = unsafe { shared.slice(start, end - start) };
+        for (d, r) in dst.iter_mut().zip(start..end) {
+            *d = kernel(w.row(r), x);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::exec::Serial;
-    use crate::quant::WeightType;
+
+    #[test]
+    fn fused_single_token_kernels_match_the_portable_path() {
+        let (rows, cols) = (9usize, 128usize);
+        for ty in [WeightType::Q8_0, WeightType::Q5_0] {
+            let mut bytes = [0u8; 9 * 4 * 34];
+            let bytes = &mut bytes[..rows * ty.row_bytes(cols).unwrap()];
+            let mut state = 0x9e37_79b9u32;
+            for b in bytes.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                *b = state as u8;
+            }
+            // Sane f16 scales at the start of every block.
+            for block in bytes.chunks_exact_mut(ty.block_bytes()) {
+                block[..2].copy_from_slice(&half::f16::from_f32(0.0123).to_bits().to_le_bytes());
+            }
+            let m = Matrix::new(ty, rows, cols, bytes).unwrap();
+            let x: [f32; 128] = core::array::from_fn(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0);
+            let mut fast = [0f32; 9];
+            let mut portable = [0f32; 9];
+            crate::kernels::cpu::force_portable(false);
+            matmul(&Serial, &m, &x, 1, &mut fast);
+            crate::kernels::cpu::force_portable(true);
+            matmul(&Serial, &m, &x, 1, &mut portable);
+            crate::kernels::cpu::force_portable(false);
+            for (a, b) in fast.iter().zip(&portable) {
+                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{ty:?}: {a} vs {b}");
+            }
+        }
+    }
 
     #[test]
     fn f32_matmul_matches_naive_product() {
