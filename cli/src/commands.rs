@@ -113,11 +113,14 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut stream = StreamDecoder::new(tokenizer);
     let mut write_failed = None;
     let json_out = a.json;
+    let started = std::time::Instant::now();
+    let mut first_token_at = None;
     // Generation runs on a pool worker so its kernels dispatch without allocating.
     let outcome = exec
         .install(|| {
             let mut stdout = std::io::stdout().lock();
             session.generate(&exec, &prompt, &mut sampler, &opts, &mut |t| {
+                first_token_at.get_or_insert_with(std::time::Instant::now);
                 ids.push(t);
                 if !json_out {
                     let piece = stream.push(t);
@@ -144,6 +147,24 @@ pub fn run(a: RunArgs) -> Result<()> {
     } else {
         let rest = stream.finish();
         writeln!(stdout, "{rest}").map_err(|e| e.to_string())?;
+    }
+    if a.stats {
+        let done = std::time::Instant::now();
+        let first = first_token_at.unwrap_or(done);
+        let prefill_s = (first - started).as_secs_f64();
+        let decode_s = (done - first).as_secs_f64();
+        // The first token comes out of the prefill; the rest each cost one decode step.
+        let decoded = outcome.generated.saturating_sub(1);
+        eprintln!(
+            "gemma: prefill {} tokens in {:.0} ms ({:.1} tok/s); decode {} tokens in {:.0} ms ({:.1} tok/s); {} threads",
+            prompt.len(),
+            prefill_s * 1e3,
+            prompt.len() as f64 / prefill_s.max(1e-9),
+            decoded,
+            decode_s * 1e3,
+            decoded as f64 / decode_s.max(1e-9),
+            gemma_core::exec::Executor::threads(&exec),
+        );
     }
     if outcome.stop == StopReason::ContextFull {
         eprintln!("gemma: stopped: the context of {context} tokens is full (raise --context)");

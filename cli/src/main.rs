@@ -1,5 +1,6 @@
 //! `gemma`: run, inspect and tokenize with Gemma models from the command line.
 
+mod chat;
 mod commands;
 
 use clap::{Args, Parser, Subcommand};
@@ -23,6 +24,9 @@ enum Command {
     /// Generate a continuation of a prompt, streaming it to stdout.
     #[command(allow_negative_numbers = true)]
     Run(RunArgs),
+    /// Talk with the model turn by turn; the conversation stays in its cache.
+    #[command(allow_negative_numbers = true)]
+    Chat(chat::ChatArgs),
     /// Print the token ids of a text (no BOS).
     Tokenize(TokenizeArgs),
     /// Teacher-forced logits: one JSON line per input position.
@@ -84,6 +88,9 @@ pub struct RunArgs {
     /// Context length to allocate [default: prompt + max-tokens]
     #[arg(long)]
     pub context: Option<usize>,
+    /// Print timings to stderr when done (prefill and decode tokens per second)
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(Args)]
@@ -157,6 +164,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(a) => commands::run(a),
+        Command::Chat(a) => chat::chat(a),
         Command::Tokenize(a) => commands::tokenize(a),
         Command::Logits(a) => commands::logits(a),
         Command::Info(a) => commands::info(a),
