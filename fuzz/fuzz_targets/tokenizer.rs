@@ -1,5 +1,6 @@
 //! Arbitrary text through the real Gemma 3 vocabulary: encode never fails
-//! on valid UTF-8, and decoding the ids gives the text back.
+//! on valid UTF-8, and decoding the ids gives the text back (with a literal
+//! U+2581 read as the space it stands for, as SentencePiece does).
 #![no_main]
 
 use gemma_core::tokenizer::{Tokenizer, TokenizerTables};
@@ -23,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     for special in [false, true] {
         let ids = tok.encode_to_vec(text, special).expect("valid UTF-8 always encodes");
         if !special {
-            assert_eq!(tok.decode_to_string(&ids, false), text, "round trip");
+            assert_eq!(tok.decode_to_string(&ids, false), text.replace('\u{2581}', " "), "round trip");
         }
     }
 });
