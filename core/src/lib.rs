@@ -2,6 +2,7 @@
 #![no_std]
 #[cfg(feature = "alloc")]
 extern crate alloc;
+pub mod codec;
 pub mod exec;
 pub mod format;
 pub mod generate;
