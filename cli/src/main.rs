@@ -1,7 +1,9 @@
 //! `gemma`: run, inspect and tokenize with Gemma models from the command line.
 
 mod chat;
+mod client;
 mod commands;
+mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -33,6 +35,10 @@ enum Command {
     Logits(LogitsArgs),
     /// Print a model's metadata and tensor table.
     Info(InfoArgs),
+    /// Serve the model over HTTP: OpenAI-compatible and Google API routes.
+    Serve(serve::ServeArgs),
+    /// Chat with an OpenAI-compatible server, streaming the replies.
+    Client(client::ClientArgs),
 }
 
 #[derive(Args, Clone)]
@@ -168,6 +174,8 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => commands::tokenize(a),
         Command::Logits(a) => commands::logits(a),
         Command::Info(a) => commands::info(a),
+        Command::Serve(a) => serve::serve(a),
+        Command::Client(a) => client::client(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,195 @@
+//! The Google API routes gemma.cpp's server speaks:
+//! `POST /v1beta/models/{model}:generateContent` and
+//! `:streamGenerateContent` (SSE, one `data: {...}` per chunk), and
+//! `GET /v1beta/models`.
+
+use super::api::{
+    collect, data, json_response, parse_body, sse, submit, ApiError, AppState, Gen, Sampling,
+};
+use super::openai::{chat_template, Role};
+use super::worker::{Event, Finish, Summary};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub async fn models(State(state): State<Arc<AppState>>) -> Response {
+    let body = json!({"models": [{
+        "name": format!("models/{}", state.model_id),
+        "displayName": state.model_id,
+        "inputTokenLimit": state.context,
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
+    }]});
+    json_response(StatusCode::OK, &body, None)
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Content {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    parts: Vec<Part>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig {
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    top_k: Option<usize>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    stop_sequences: Option<Vec<String>>,
+    #[serde(default)]
+    candidate_count: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    contents: Vec<Content>,
+    #[serde(default)]
+    system_instruction: Option<Content>,
+    #[serde(default)]
+    generation_config: Option<GenerationConfig>,
+}
+
+fn text_of(c: Content) -> String {
+    c.parts.into_iter().filter_map(|p| p.text).collect()
+}
+
+fn turns(
+    req_contents: Vec<Content>,
+    system: Option<Content>,
+) -> Result<Vec<(Role, String)>, ApiError> {
+    if req_contents.is_empty() {
+        return Err(ApiError::invalid(
+            "contents",
+            "at least one content is needed",
+        ));
+    }
+    let mut turns: Vec<(Role, String)> = system
+        .map(|s| (Role::System, text_of(s)))
+        .into_iter()
+        .collect();
+    for c in req_contents {
+        let role = match c.role.as_deref() {
+            None | Some("user") => Role::User,
+            Some("model") => Role::Model,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "contents",
+                    format!("role '{other}' is not supported (user, model)"),
+                ))
+            }
+        };
+        turns.push((role, text_of(c)));
+    }
+    Ok(turns)
+}
+
+fn finish_reason(f: Finish) -> &'static str {
+    match f {
+        Finish::Stop => "STOP",
+        Finish::Length => "MAX_TOKENS",
+    }
+}
+
+fn usage(s: &Summary) -> Value {
+    json!({
+        "promptTokenCount": s.prompt_tokens,
+        "candidatesTokenCount": s.completion_tokens,
+        "totalTokenCount": s.prompt_tokens + s.completion_tokens,
+        "cachedContentTokenCount": s.cached_tokens,
+    })
+}
+
+fn candidate(text: &str, finish: Option<Finish>) -> Value {
+    let mut c = json!({
+        "content": {"role": "model", "parts": [{"text": text}]},
+        "index": 0,
+    });
+    if let Some(f) = finish {
+        c["finishReason"] = json!(finish_reason(f));
+    }
+    c
+}
+
+/// `/v1beta/models/{model}:{method}`: one path segment, split at its last ':'.
+pub async fn model_action(
+    State(state): State<Arc<AppState>>,
+    Path(target): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let stream = match target.rsplit_once(':').map(|(_, m)| m) {
+        Some("generateContent") => false,
+        Some("streamGenerateContent") => true,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "'{target}': expected MODEL:generateContent or MODEL:streamGenerateContent"
+                ),
+            ))
+        }
+    };
+    let req: Request = parse_body(body)?;
+    let config = req.generation_config.unwrap_or_default();
+    if config.candidate_count.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid(
+            "candidateCount",
+            "only 1 candidate is supported",
+        ));
+    }
+    let text = chat_template(&turns(req.contents, req.system_instruction)?);
+    let sampling = Sampling {
+        temperature: config.temperature,
+        top_p: config.top_p,
+        top_k: config.top_k,
+        min_p: None,
+        seed: config.seed,
+    };
+    let gen = Gen::new(
+        &state,
+        &text,
+        &sampling,
+        config.max_output_tokens,
+        "maxOutputTokens",
+        config.stop_sequences.unwrap_or_default(),
+    )?;
+    let rx = submit(&state, gen)?;
+    if !stream {
+        let (text, summary) = collect(rx).await?;
+        let body = json!({
+            "candidates": [candidate(&text, Some(summary.finish))],
+            "usageMetadata": usage(&summary),
+            "modelVersion": state.model_id,
+        });
+        return Ok(json_response(StatusCode::OK, &body, Some(&summary)));
+    }
+    Ok(sse(Vec::new(), rx, move |ev| match ev {
+        Event::Text(t) => vec![data(json!({"candidates": [candidate(&t, None)]}))],
+        Event::Done(s) => vec![data(json!({
+            "candidates": [candidate("", Some(s.finish))],
+            "usageMetadata": usage(&s),
+        }))],
+        Event::Failed(m) => vec![data(ApiError::internal(m).body())],
+    }))
+}

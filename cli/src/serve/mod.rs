@@ -1,0 +1,210 @@
+//! `gemma serve`: the model behind an HTTP API.
+//!
+//! One tokio thread answers HTTP; one inference thread (see [`worker`])
+//! runs requests one at a time on the rayon pool, taking them from a bounded
+//! queue. Conversations keep their KV caches between requests ([`pool`]),
+//! so a chat that resends its history only prefills the new turn.
+
+mod api;
+mod google;
+mod openai;
+mod pool;
+mod stop;
+mod worker;
+
+use crate::{ComputeArgs, ModelArgs};
+use api::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use clap::Args;
+use gemma_core::generate::SessionSizes;
+use gemma_platform::{fetch, LoadedModel, RayonExecutor};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Result<T> = std::result::Result<T, String>;
+
+/// `gemma serve`'s options.
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 = any free one); the bound address is printed on stdout
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Tokens of context per conversation [default: the model's, at most 8192]
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// MiB of memory for cached conversations (KV caches); at least one is kept
+    #[arg(long, default_value_t = 512)]
+    pub cache_mb: usize,
+    /// Requests that may wait for the model; more are refused with 503
+    #[arg(long, default_value_t = 16)]
+    pub queue: usize,
+    /// Largest request body in bytes; larger ones are refused with 413
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+}
+
+/// Context per conversation when `--context` is not given: the model's, but
+/// no more than this (Gemma 3 advertises 32K-128K, and a full-size KV cache
+/// per conversation would leave the cache budget room for very few).
+const DEFAULT_CONTEXT: usize = 8192;
+
+/// How long open connections may keep the server alive after a signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+// Same resolution as `gemma run` (commands.rs): --model, $GEMMA_MODEL, the default.
+fn load(args: &ModelArgs) -> Result<LoadedModel> {
+    let path = match (&args.model, std::env::var_os("GEMMA_MODEL")) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) => {
+            fetch::ensure_default_model(&mut std::io::stderr()).map_err(|e| e.to_string())?
+        }
+    };
+    LoadedModel::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn serve(a: ServeArgs) -> Result<()> {
+    // The model lives as long as the process; the worker and the handlers
+    // borrow it from any thread.
+    let loaded: &'static LoadedModel = Box::leak(Box::new(load(&a.model)?));
+    let model = loaded.model();
+    let max_context = model.config.context_length;
+    let context = a.context.unwrap_or(max_context.min(DEFAULT_CONTEXT));
+    if context == 0 || context > max_context {
+        return Err(format!(
+            "--context {context}: must be between 1 and the model's {max_context}"
+        ));
+    }
+    let batch = (a.compute.batch as usize).min(context);
+    let per_conversation = SessionSizes::new(&model, context, batch)
+        .ok_or("context too large to allocate")?
+        .bytes();
+    let capacity = (a.cache_mb.saturating_mul(1 << 20) / per_conversation).max(1);
+    let exec = RayonExecutor::new(a.compute.threads)
+        .map_err(|e| format!("cannot start worker threads: {e}"))?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (jobs, worker) = worker::spawn(
+        loaded,
+        exec,
+        pool::Pool::new(capacity, context, batch),
+        a.queue,
+        shutdown.clone(),
+    )
+    .map_err(|e| format!("cannot start the inference thread: {e}"))?;
+    let model_id = loaded
+        .path()
+        .file_stem()
+        .map_or_else(|| "gemma".into(), |s| s.to_string_lossy().into_owned());
+    let state = Arc::new(AppState {
+        tokenizer: loaded.tokenizer(),
+        model_id: model_id.clone(),
+        context,
+        jobs,
+    });
+    let app = router(state, a.max_body_bytes);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind((a.host.as_str(), a.port))
+            .await
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", a.host, a.port))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!(
+            "gemma: serving {model_id}: context {context}, up to {capacity} cached conversations of {} MiB, queue {}",
+            per_conversation >> 20,
+            a.queue
+        );
+        // On stdout, alone, so a script that asked for --port 0 can read it.
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "gemma: listening on http://{addr}")
+            .and_then(|_| out.flush())
+            .map_err(|e| e.to_string())?;
+        drop(out);
+
+        let signalled = Arc::new(tokio::sync::Notify::new());
+        let server = axum::serve(listener, app).with_graceful_shutdown({
+            let (shutdown, signalled) = (shutdown.clone(), signalled.clone());
+            async move {
+                wait_for_signal().await;
+                eprintln!("gemma: shutting down");
+                // Ends the generation in progress and refuses queued ones, so
+                // open streams finish promptly.
+                shutdown.store(true, Ordering::Relaxed);
+                signalled.notify_one();
+            }
+        });
+        tokio::select! {
+            r = server => r.map_err(|e| e.to_string()),
+            _ = async { signalled.notified().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                eprintln!("gemma: connections still open after {SHUTDOWN_GRACE:?}; closing them");
+                Ok(())
+            }
+        }
+    })?;
+    // Dropping the runtime drops the router and with it the queue's sender:
+    // the worker finishes and returns.
+    drop(rt);
+    worker
+        .join()
+        .map_err(|_| "the inference thread panicked".to_string())
+}
+
+fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1beta/models", get(google::models))
+        .route("/v1beta/models/{target}", post(google::model_action))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn health() -> axum::response::Response {
+    api::json_response(
+        axum::http::StatusCode::OK,
+        &serde_json::json!({"status": "ok"}),
+        None,
+    )
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

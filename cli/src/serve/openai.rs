@@ -1,0 +1,430 @@
+//! OpenAI-compatible routes: `/v1/models`, `/v1/chat/completions`,
+//! `/v1/completions`, streamed (SSE chunks ending with `data: [DONE]`) or not.
+
+use super::api::{
+    check_n, collect, data, json_response, parse_body, response_id, sse, submit, unix_time,
+    ApiError, AppState, Gen, OneOrMany, Sampling,
+};
+use super::worker::{Event, Finish, Summary};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub async fn models(State(state): State<Arc<AppState>>) -> Response {
+    let body = json!({
+        "object": "list",
+        "data": [{
+            "id": state.model_id,
+            "object": "model",
+            "created": 0,
+            "owned_by": "gemma-rs",
+        }],
+    });
+    json_response(StatusCode::OK, &body, None)
+}
+
+/// Who says a turn. Gemma has two roles; a system message joins the next
+/// user turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Model,
+}
+
+/// Gemma's chat template: `<start_of_turn>{user|model}\n{text}<end_of_turn>\n`
+/// per turn, then `<start_of_turn>model\n` for the reply. System text is
+/// prepended to the following user turn, separated by a blank line (as
+/// Gemma's own template does); trailing system text becomes a user turn.
+pub fn chat_template(turns: &[(Role, String)]) -> String {
+    let mut out = String::new();
+    let mut system: Vec<&str> = Vec::new();
+    let user_turn = |out: &mut String, system: &mut Vec<&str>, text: &str| {
+        out.push_str("<start_of_turn>user\n");
+        for s in system.drain(..) {
+            out.push_str(s);
+            out.push_str("\n\n");
+        }
+        out.push_str(text);
+        out.push_str("<end_of_turn>\n");
+    };
+    for (role, text) in turns {
+        match role {
+            Role::System => system.push(text),
+            Role::User => user_turn(&mut out, &mut system, text),
+            Role::Model => {
+                out.push_str("<start_of_turn>model\n");
+                out.push_str(text);
+                out.push_str("<end_of_turn>\n");
+            }
+        }
+    }
+    if let Some(last) = system.pop() {
+        user_turn(&mut out, &mut system, last);
+    }
+    out.push_str("<start_of_turn>model\n");
+    out
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+/// A message's content: a string, or a list of parts of which only text is
+/// supported.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a string or a list of content parts")]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// The fields both completion requests take.
+#[derive(Deserialize)]
+struct Common {
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    /// Not OpenAI's; llama.cpp and vLLM take it too.
+    #[serde(default)]
+    top_k: Option<usize>,
+    #[serde(default)]
+    min_p: Option<f32>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    stop: Option<OneOrMany>,
+    #[serde(default)]
+    n: Option<u32>,
+}
+
+impl Common {
+    fn sampling(&self) -> Sampling {
+        Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            seed: self.seed,
+        }
+    }
+
+    fn stops(&mut self) -> Vec<String> {
+        self.stop.take().map_or_else(Vec::new, OneOrMany::into_vec)
+    }
+
+    fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    messages: Vec<Message>,
+    /// The newer name of `max_tokens`.
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(flatten)]
+    common: Common,
+}
+
+fn turns(messages: Vec<Message>) -> Result<Vec<(Role, String)>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "at least one message is needed",
+        ));
+    }
+    messages
+        .into_iter()
+        .map(|m| {
+            let role = match m.role.as_str() {
+                "system" | "developer" => Role::System,
+                "user" => Role::User,
+                "assistant" | "model" => Role::Model,
+                other => {
+                    return Err(ApiError::invalid(
+                        "messages",
+                        format!("role '{other}' is not supported (system, user, assistant)"),
+                    ))
+                }
+            };
+            let text = match m.content {
+                None => String::new(),
+                Some(Content::Text(t)) => t,
+                Some(Content::Parts(parts)) => {
+                    let mut text = String::new();
+                    for p in parts {
+                        if p.kind != "text" {
+                            return Err(ApiError::invalid(
+                                "messages",
+                                format!("content of type '{}' is not supported", p.kind),
+                            ));
+                        }
+                        text.push_str(p.text.as_deref().unwrap_or(""));
+                    }
+                    text
+                }
+            };
+            Ok((role, text))
+        })
+        .collect()
+}
+
+fn usage(s: &Summary) -> Value {
+    json!({
+        "prompt_tokens": s.prompt_tokens,
+        "completion_tokens": s.completion_tokens,
+        "total_tokens": s.prompt_tokens + s.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": s.cached_tokens},
+    })
+}
+
+fn finish_reason(f: Finish) -> &'static str {
+    match f {
+        Finish::Stop => "stop",
+        Finish::Length => "length",
+    }
+}
+
+/// The event that reports a generation failed part-way through a stream.
+fn stream_error(message: String) -> Vec<axum::response::sse::Event> {
+    let e = ApiError::internal(message);
+    vec![data(e.body()), done_marker()]
+}
+
+fn done_marker() -> axum::response::sse::Event {
+    axum::response::sse::Event::default().data("[DONE]")
+}
+
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let mut req: ChatRequest = parse_body(body)?;
+    check_n(req.common.n)?;
+    let (max_tokens, param) = match req.max_completion_tokens {
+        Some(m) => (Some(m), "max_completion_tokens"),
+        None => (req.common.max_tokens, "max_tokens"),
+    };
+    let text = chat_template(&turns(std::mem::take(&mut req.messages))?);
+    let stops = req.common.stops();
+    let gen = Gen::new(
+        &state,
+        &text,
+        &req.common.sampling(),
+        max_tokens,
+        param,
+        stops,
+    )?;
+    let rx = submit(&state, gen)?;
+    let id = response_id("chatcmpl");
+    let created = unix_time();
+    let model = state.model_id.clone();
+    if !req.common.stream.unwrap_or(false) {
+        let (text, summary) = collect(rx).await?;
+        let body = json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": null,
+                "finish_reason": finish_reason(summary.finish),
+            }],
+            "usage": usage(&summary),
+        });
+        return Ok(json_response(StatusCode::OK, &body, Some(&summary)));
+    }
+    let include_usage = req.common.include_usage();
+    let chunk = move |delta: Value, finish: Option<&str>| {
+        let mut c = json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    };
+    let first = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    Ok(sse(first, rx, move |ev| match ev {
+        Event::Text(t) => vec![data(chunk(json!({ "content": t }), None))],
+        Event::Done(s) => {
+            let mut out = vec![data(chunk(json!({}), Some(finish_reason(s.finish))))];
+            if include_usage {
+                let mut u = chunk(json!({}), None);
+                u["choices"] = json!([]);
+                u["usage"] = usage(&s);
+                out.push(data(u));
+            }
+            out.push(done_marker());
+            out
+        }
+        Event::Failed(m) => stream_error(m),
+    }))
+}
+
+/// `"prompt"`: a string, or a list holding one.
+#[derive(Deserialize)]
+struct CompletionRequest {
+    prompt: OneOrMany,
+    #[serde(flatten)]
+    common: Common,
+}
+
+/// OpenAI's default for `/v1/completions` when `max_tokens` is absent.
+const COMPLETIONS_DEFAULT_MAX_TOKENS: u64 = 16;
+
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let mut req: CompletionRequest = parse_body(body)?;
+    check_n(req.common.n)?;
+    let prompt = match req.prompt {
+        OneOrMany::One(p) => p,
+        OneOrMany::Many(mut v) if v.len() == 1 => v.remove(0),
+        OneOrMany::Many(_) => {
+            return Err(ApiError::invalid(
+                "prompt",
+                "exactly one prompt is supported",
+            ))
+        }
+    };
+    let stops = req.common.stops();
+    let max_tokens = req
+        .common
+        .max_tokens
+        .unwrap_or(COMPLETIONS_DEFAULT_MAX_TOKENS);
+    let gen = Gen::new(
+        &state,
+        &prompt,
+        &req.common.sampling(),
+        Some(max_tokens),
+        "max_tokens",
+        stops,
+    )?;
+    let rx = submit(&state, gen)?;
+    let id = response_id("cmpl");
+    let created = unix_time();
+    let model = state.model_id.clone();
+    if !req.common.stream.unwrap_or(false) {
+        let (text, summary) = collect(rx).await?;
+        let body = json!({
+            "id": id,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "text": text,
+                "logprobs": null,
+                "finish_reason": finish_reason(summary.finish),
+            }],
+            "usage": usage(&summary),
+        });
+        return Ok(json_response(StatusCode::OK, &body, Some(&summary)));
+    }
+    let include_usage = req.common.include_usage();
+    let chunk = move |text: &str, finish: Option<&str>| {
+        json!({
+            "id": id,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}],
+        })
+    };
+    Ok(sse(Vec::new(), rx, move |ev| match ev {
+        Event::Text(t) => vec![data(chunk(&t, None))],
+        Event::Done(s) => {
+            let mut out = vec![data(chunk("", Some(finish_reason(s.finish))))];
+            if include_usage {
+                let mut u = chunk("", None);
+                u["choices"] = json!([]);
+                u["usage"] = usage(&s);
+                out.push(data(u));
+            }
+            out.push(done_marker());
+            out
+        }
+        Event::Failed(m) => stream_error(m),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_user_message_matches_gemma_run_chat() {
+        let t = chat_template(&[(Role::User, "Hi there".into())]);
+        assert_eq!(
+            t,
+            "<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
+
+    #[test]
+    fn system_text_joins_the_first_user_turn_and_history_is_kept() {
+        let t = chat_template(&[
+            (Role::System, "Be brief.".into()),
+            (Role::User, "Q1".into()),
+            (Role::Model, "A1".into()),
+            (Role::User, "Q2".into()),
+        ]);
+        assert_eq!(
+            t,
+            "<start_of_turn>user\nBe brief.\n\nQ1<end_of_turn>\n\
+             <start_of_turn>model\nA1<end_of_turn>\n\
+             <start_of_turn>user\nQ2<end_of_turn>\n\
+             <start_of_turn>model\n"
+        );
+    }
+
+    #[test]
+    fn a_lone_system_message_becomes_a_user_turn() {
+        let t = chat_template(&[(Role::System, "Say hi.".into())]);
+        assert_eq!(
+            t,
+            "<start_of_turn>user\nSay hi.<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
+}

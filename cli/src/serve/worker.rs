@@ -1,0 +1,162 @@
+//! The inference thread: runs queued requests one at a time.
+//!
+//! Handlers validate and tokenize a request, then hand it over as a [`Job`]
+//! through a bounded queue; a full queue is the handler's 503. Each job
+//! carries its own channel back, so outputs never mix: the worker sends the
+//! text as it is decoded (stop sequences already cut) and ends with one
+//! [`Event::Done`] or [`Event::Failed`]. A closed channel (the client went
+//! away) stops generation at the next token.
+
+use super::pool::Pool;
+use super::stop::StopMatcher;
+use gemma_core::generate::{GenerateOptions, StopReason};
+use gemma_core::sampling::{Sampler, SamplingParams};
+use gemma_core::tokenizer::StreamDecoder;
+use gemma_platform::{LoadedModel, RayonExecutor};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub struct Job {
+    /// BOS included; shorter than the context (checked by the handler).
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+    pub max_tokens: usize,
+    pub stops: Vec<String>,
+    pub events: UnboundedSender<Event>,
+}
+
+pub enum Event {
+    Text(String),
+    Done(Summary),
+    Failed(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// A stop token or stop sequence (or the client left).
+    Stop,
+    /// `max_tokens` or the context ran out.
+    Length,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    pub finish: Finish,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Prompt tokens served from a cached conversation.
+    pub cached_tokens: usize,
+    /// Prompt tokens that went through the model.
+    pub prefilled: usize,
+}
+
+/// Starts the worker with room for `queue` waiting jobs. It runs until every
+/// sender is dropped; once `shutdown` is set it ends the job in progress at
+/// its next token and refuses the ones still queued.
+pub fn spawn(
+    loaded: &'static LoadedModel,
+    exec: RayonExecutor,
+    pool: Pool,
+    queue: usize,
+    shutdown: Arc<AtomicBool>,
+) -> std::io::Result<(SyncSender<Job>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = sync_channel(queue);
+    let handle = std::thread::Builder::new()
+        .name("gemma-inference".into())
+        .spawn(move || work(loaded, exec, pool, rx, &shutdown))?;
+    Ok((tx, handle))
+}
+
+fn work(
+    loaded: &'static LoadedModel,
+    exec: RayonExecutor,
+    mut pool: Pool,
+    jobs: Receiver<Job>,
+    shutdown: &AtomicBool,
+) {
+    for (n, job) in jobs.iter().enumerate() {
+        if job.events.is_closed() {
+            continue;
+        }
+        if shutdown.load(Ordering::Relaxed) {
+            let _ = job
+                .events
+                .send(Event::Failed("the server is shutting down".into()));
+            continue;
+        }
+        let started = Instant::now();
+        match run(loaded, &exec, &mut pool, &job, shutdown) {
+            Ok(s) => {
+                eprintln!(
+                    "gemma: request {n}: {} prompt tokens ({} cached), {} generated, {:?}, {} ms",
+                    s.prompt_tokens,
+                    s.cached_tokens,
+                    s.completion_tokens,
+                    s.finish,
+                    started.elapsed().as_millis()
+                );
+                let _ = job.events.send(Event::Done(s));
+            }
+            Err(e) => {
+                eprintln!("gemma: request {n} failed: {e}");
+                let _ = job.events.send(Event::Failed(e));
+            }
+        }
+    }
+}
+
+fn run(
+    loaded: &LoadedModel,
+    exec: &RayonExecutor,
+    pool: &mut Pool,
+    job: &Job,
+    shutdown: &AtomicBool,
+) -> Result<Summary, String> {
+    let model = loaded.model();
+    let tokenizer = loaded.tokenizer();
+    let conv = pool
+        .get(&model, &job.prompt)
+        .ok_or("cannot allocate a conversation")?;
+    let mut sampler = Sampler::new(job.params).map_err(|e| e.to_string())?;
+    let mut stop_tokens = vec![tokenizer.eos_id()];
+    stop_tokens.extend(tokenizer.end_of_turn_id());
+    let opts = GenerateOptions {
+        max_new_tokens: job.max_tokens,
+        stop_tokens: &stop_tokens,
+        prefix_end: 0,
+    };
+    let mut decoder = StreamDecoder::new(tokenizer);
+    let mut stops = StopMatcher::new(job.stops.clone());
+    let events = &job.events;
+    let emit = |text: String| text.is_empty() || events.send(Event::Text(text)).is_ok();
+    // Generation runs on a pool worker so its kernels dispatch without allocating.
+    let stats = exec
+        .install(|| {
+            conv.generate(&model, exec, &job.prompt, &mut sampler, &opts, &mut |t| {
+                let text = stops.push(&decoder.push(t));
+                emit(text) && !stops.stopped() && !shutdown.load(Ordering::Relaxed)
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    if !stops.stopped() {
+        let rest = stops.push(&decoder.finish());
+        emit(rest + &stops.finish());
+    }
+    if shutdown.load(Ordering::Relaxed) && stats.outcome.stop == StopReason::Callback {
+        return Err("the server is shutting down".into());
+    }
+    let finish = match stats.outcome.stop {
+        StopReason::MaxTokens | StopReason::ContextFull if !stops.stopped() => Finish::Length,
+        _ => Finish::Stop,
+    };
+    Ok(Summary {
+        finish,
+        prompt_tokens: job.prompt.len(),
+        completion_tokens: stats.outcome.generated,
+        cached_tokens: stats.reused,
+        prefilled: stats.prefilled,
+    })
+}

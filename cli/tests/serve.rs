@@ -1,0 +1,608 @@
+//! `gemma serve` end to end on the real model, over loopback only: the
+//! official OpenAI Python client, concurrent requests that must not mix,
+//! hostile requests, a full queue, prefix reuse across chat turns, the
+//! Google API routes, `gemma client`, and a graceful SIGTERM.
+//!
+//! Each test starts its own server on a free port (`--port 0`; the server
+//! prints the address it bound) and kills it when dropped, failed or not.
+//! The tests take turns: the machine has two cores, and the queue test
+//! depends on requests being slower than their arrival.
+
+use gemma_tests::real_model_path;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gemma");
+
+/// Proxy settings a CI environment may carry must not catch loopback traffic.
+const PROXY_VARS: [&str; 6] = [
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+];
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Server {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    addr: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("serve-{}-{n}.log", std::process::id()));
+        let mut child = Command::new(BIN)
+            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .args(extra)
+            .env("GEMMA_MODEL", real_model_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("server log file"))
+            .spawn()
+            .expect("gemma serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            log,
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no address from gemma serve: {}", server.log_text()));
+        server.addr = line
+            .trim()
+            .strip_prefix("gemma: listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}: {}", server.log_text()))
+            .to_string();
+        let (status, body) = server.get("/health");
+        assert_eq!((status, body), (200, json!({"status": "ok"})));
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let resp = agent()
+            .get(format!("{}{path}", self.url()))
+            .call()
+            .expect("GET answered");
+        read_response(resp)
+    }
+
+    /// POSTs JSON; returns the status, the `x-gemma-prefilled-tokens` header
+    /// and the JSON body.
+    fn post(&self, path: &str, body: &Value) -> (u16, Option<usize>, Value) {
+        let resp = agent()
+            .post(format!("{}{path}", self.url()))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .expect("POST answered");
+        let prefilled = resp
+            .headers()
+            .get("x-gemma-prefilled-tokens")
+            .map(|v| v.to_str().unwrap().parse().unwrap());
+        let (status, body) = read_response(resp);
+        (status, prefilled, body)
+    }
+
+    /// POSTs JSON and returns the `data:` payloads of the event stream.
+    fn post_stream(&self, path: &str, body: &Value) -> Vec<String> {
+        let resp = agent()
+            .post(format!("{}{path}", self.url()))
+            .send(body.to_string())
+            .expect("POST answered");
+        assert_eq!(resp.status().as_u16(), 200);
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("text/event-stream"), "content-type {ct}");
+        BufReader::new(resp.into_body().into_reader())
+            .lines()
+            .map(|l| l.unwrap())
+            .filter_map(|l| l.strip_prefix("data: ").map(String::from))
+            .collect()
+    }
+
+    /// The reply of a greedy chat completion of `max_tokens` to one message.
+    fn chat(&self, message: &str, max_tokens: u32) -> String {
+        let (status, _, body) =
+            self.post("/v1/chat/completions", &chat_request(message, max_tokens));
+        assert_eq!(status, 200, "{body}");
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the process to exit.
+    fn terminate(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let sent = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -TERM failed");
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, sent.elapsed());
+            }
+            assert!(
+                sent.elapsed() < limit,
+                "gemma serve still running {limit:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- gemma serve log ---\n{}", self.log_text());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into()
+}
+
+fn read_response(resp: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let mut text = String::new();
+    resp.into_body()
+        .into_reader()
+        .read_to_string(&mut text)
+        .unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text:?}"));
+    (status, body)
+}
+
+fn chat_request(message: &str, max_tokens: u32) -> Value {
+    json!({
+        "model": "gemma",
+        "messages": [{"role": "user", "content": message}],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+    })
+}
+
+/// What `gemma run --chat` prints for a greedy reply, without the newline it ends with.
+fn gemma_run_chat(prompt: &str, n: u32) -> String {
+    let out = Command::new(BIN)
+        .args(["run", "--chat", "--temperature", "0", "-n", &n.to_string()])
+        .args(["--prompt", prompt])
+        .env("GEMMA_MODEL", real_model_path())
+        .output()
+        .expect("gemma run runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.strip_suffix('\n')
+        .expect("ends with a newline")
+        .to_string()
+}
+
+/// A raw HTTP/1.1 exchange, for requests a client library would not send.
+/// The body is written from another thread while the answer is read, since
+/// the server may answer (and stop reading) before the body is all sent.
+fn raw_post(addr: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let _ = writer
+            .write_all(head.as_bytes())
+            .and_then(|_| writer.write_all(&body));
+    });
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    let _ = sender.join();
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let status: u16 = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {reply:?}"));
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let body = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {body:?}"));
+    (status, body)
+}
+
+fn assert_json_error(status: u16, body: &Value, what: &str) {
+    assert!((400..500).contains(&status), "{what}: status {status}");
+    let e = &body["error"];
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty())
+            && e["type"].is_string()
+            && e["code"].is_string(),
+        "{what}: not an OpenAI-style error body: {body}"
+    );
+}
+
+#[test]
+fn openai_python_client_and_gemma_client_get_what_gemma_run_prints() {
+    let _turn = one_at_a_time();
+    let prompt = "Write a haiku about the sea.";
+    let expected = gemma_run_chat(prompt, 16);
+    assert!(!expected.is_empty());
+    let server = Server::start(&[]);
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py");
+    let mut py = Command::new("python3");
+    py.args([script, &server.url(), prompt, &expected]);
+    for v in PROXY_VARS {
+        py.env_remove(v);
+    }
+    let out = py.output().expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the openai client script failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut client = Command::new(BIN);
+    client.args(["client", "--url", &server.url(), "--prompt", prompt]);
+    client.args(["--temperature", "0", "--max-tokens", "16"]);
+    for v in PROXY_VARS {
+        client.env_remove(v);
+    }
+    let out = client.output().expect("gemma client runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected + "\n");
+}
+
+#[test]
+fn gemma_client_keeps_the_conversation_across_lines_from_stdin() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&[]);
+    let mut client = Command::new(BIN);
+    client.args(["client", "--url", &format!("{}/v1", server.url())]);
+    client.args(["--temperature", "0", "--max-tokens", "4"]);
+    for v in PROXY_VARS {
+        client.env_remove(v);
+    }
+    let mut child = client
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello!\n\nHow are you?\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies = String::from_utf8(out.stdout).unwrap();
+    // The second request carried the first exchange: asked again in one
+    // request, the same conversation gives the same replies.
+    let first = server.chat("Hello!", 4);
+    let (status, _, body) = server.post(
+        "/v1/chat/completions",
+        &json!({
+            "messages": [
+                {"role": "user", "content": "Hello!"},
+                {"role": "assistant", "content": first},
+                {"role": "user", "content": "How are you?"},
+            ],
+            "temperature": 0,
+            "max_tokens": 4,
+        }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let second = body["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(replies, format!("{first}\n{second}\n"));
+    let log = server.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("request 1:") && !l.contains("(0 cached)")),
+        "the second turn reused no cache:\n{log}"
+    );
+}
+
+/// A greedy completion of `prompt` through `/v1/completions`.
+fn complete(server: &Server, prompt: &str, max_tokens: u32) -> String {
+    let req = json!({"prompt": prompt, "temperature": 0, "max_tokens": max_tokens});
+    let (status, _, body) = server.post("/v1/completions", &req);
+    assert_eq!(status, 200, "{body}");
+    body["choices"][0]["text"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn fifty_concurrent_requests_each_get_their_own_output() {
+    let _turn = one_at_a_time();
+    const N: usize = 50;
+    const MAX_TOKENS: u32 = 4;
+    let server = Arc::new(Server::start(&["--queue", "64"]));
+    // Counting prompts: each continuation names its own numbers, so outputs
+    // that crossed requests could not pass for the right ones.
+    let prompts: Vec<String> = (0..N)
+        .map(|i| format!("Count: {}, {},", 17 * i + 3, 17 * i + 4))
+        .collect();
+    let started = Instant::now();
+    let barrier = Arc::new(Barrier::new(N));
+    let threads: Vec<_> = prompts
+        .iter()
+        .cloned()
+        .map(|p| {
+            let (server, barrier) = (server.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                complete(&server, &p, MAX_TOKENS)
+            })
+        })
+        .collect();
+    let together: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let concurrent_s = started.elapsed().as_secs_f64();
+    for (i, p) in prompts.iter().enumerate() {
+        assert_eq!(
+            together[i],
+            complete(&server, p, MAX_TOKENS),
+            "prompt {i}: {p:?}"
+        );
+    }
+    let distinct: std::collections::HashSet<_> = together.iter().collect();
+    assert!(
+        distinct.len() > N / 2,
+        "too few distinct outputs to tell mixed ones apart: {together:?}"
+    );
+    eprintln!(
+        "{N} concurrent requests in {concurrent_s:.1} s, then {N} alone in {:.1} s",
+        started.elapsed().as_secs_f64() - concurrent_s
+    );
+}
+
+#[test]
+fn bad_requests_get_json_errors_and_the_server_stays_up() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&[]);
+    let chat = "/v1/chat/completions";
+
+    let (status, body) = raw_post(&server.addr, chat, b"{\"messages\": [".to_vec());
+    assert_json_error(status, &body, "malformed JSON");
+    assert_eq!(status, 400);
+
+    let (status, body) = raw_post(&server.addr, chat, vec![b'x'; 10 << 20]);
+    assert_json_error(status, &body, "a 10 MB body");
+    assert_eq!(status, 413);
+
+    let hi = |extra: Value| {
+        let mut r = chat_request("Hi", 4);
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        r
+    };
+    for (what, req) in [
+        ("temperature -1", hi(json!({"temperature": -1}))),
+        ("top_p 2", hi(json!({"top_p": 2}))),
+        ("top_p 0", hi(json!({"top_p": 0}))),
+        ("max_tokens 0", hi(json!({"max_tokens": 0}))),
+        (
+            "max_tokens beyond the context",
+            hi(json!({"max_tokens": 1_000_000})),
+        ),
+        ("n 2", hi(json!({"n": 2}))),
+        ("no messages", json!({"messages": []})),
+        (
+            "an unknown role",
+            json!({"messages": [{"role": "wizard", "content": "x"}]}),
+        ),
+        ("messages not a list", json!({"messages": "Hi"})),
+        ("stop not a string", hi(json!({"stop": 7}))),
+    ] {
+        let (status, _, body) = server.post(chat, &req);
+        assert_json_error(status, &body, what);
+    }
+    let (status, _, body) = server.post("/v1/completions", &json!({"prompt": "Hi", "top_k": -1}));
+    assert_json_error(status, &body, "top_k -1");
+
+    // A prompt longer than the context.
+    let small = Server::start(&["--context", "64"]);
+    let (status, _, body) = small.post(chat, &chat_request(&"word ".repeat(100), 4));
+    assert_json_error(status, &body, "a prompt longer than the context");
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+
+    let (status, body) = server.get("/no/such/route");
+    assert_json_error(status, &body, "an unknown route");
+    assert_eq!(server.get("/health"), (200, json!({"status": "ok"})));
+    assert!(!server.chat("Hi", 2).is_empty(), "still generates");
+}
+
+#[test]
+fn a_full_queue_answers_503_while_queued_requests_succeed() {
+    let _turn = one_at_a_time();
+    const N: usize = 6;
+    let server = Arc::new(Server::start(&["--queue", "1"]));
+    let barrier = Arc::new(Barrier::new(N));
+    let threads: Vec<_> = (0..N)
+        .map(|i| {
+            let (server, barrier) = (server.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                server.post(
+                    "/v1/chat/completions",
+                    &chat_request(&format!("Tell me a long story about dragon {i}."), 24),
+                )
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let busy: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert_eq!(ok + busy.len(), N, "only 200 and 503 expected: {results:?}");
+    assert!(
+        ok >= 1 && !busy.is_empty(),
+        "{ok} succeeded, {} refused",
+        busy.len()
+    );
+    for (_, _, body) in busy {
+        assert_eq!(body["error"]["code"], "queue_full", "{body}");
+    }
+    assert_eq!(server.get("/health"), (200, json!({"status": "ok"})));
+}
+
+#[test]
+fn a_follow_up_chat_turn_reuses_the_cached_prefix() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&[]);
+    let first = "Name three fruits.";
+    let (status, prefilled, body) = server.post("/v1/chat/completions", &chat_request(first, 8));
+    assert_eq!(status, 200, "{body}");
+    let prompt1 = body["usage"]["prompt_tokens"].as_u64().unwrap() as usize;
+    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    assert_eq!(prefilled, Some(prompt1));
+    let reply = body["choices"][0]["message"]["content"].as_str().unwrap();
+
+    let follow_up = json!({
+        "model": "gemma",
+        "messages": [
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": "And three vegetables?"},
+        ],
+        "temperature": 0,
+        "max_tokens": 4,
+    });
+    let (status, prefilled, body) = server.post("/v1/chat/completions", &follow_up);
+    assert_eq!(status, 200, "{body}");
+    let prompt2 = body["usage"]["prompt_tokens"].as_u64().unwrap() as usize;
+    let cached = body["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap() as usize;
+    let prefilled = prefilled.expect("x-gemma-prefilled-tokens header");
+    assert!(
+        cached >= prompt1 - 1,
+        "cached {cached} of the first prompt's {prompt1}"
+    );
+    assert!(prefilled < prompt2, "prefilled {prefilled} of {prompt2}");
+    assert_eq!(cached + prefilled, prompt2);
+}
+
+#[test]
+fn google_generate_content_streamed_and_not() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&[]);
+    let req = json!({
+        "contents": [{"role": "user", "parts": [{"text": "Why is the sky blue?"}]}],
+        "generationConfig": {"temperature": 0, "topP": 1, "topK": 1, "maxOutputTokens": 6},
+    });
+    let (status, _, body) = server.post("/v1beta/models/gemma:generateContent", &req);
+    assert_eq!(status, 200, "{body}");
+    let cand = &body["candidates"][0];
+    assert_eq!(cand["content"]["role"], "model");
+    let text = cand["content"]["parts"][0]["text"].as_str().unwrap();
+    assert!(!text.is_empty());
+    assert!(["STOP", "MAX_TOKENS"].contains(&cand["finishReason"].as_str().unwrap()));
+    let u = &body["usageMetadata"];
+    assert_eq!(
+        u["totalTokenCount"].as_u64().unwrap(),
+        u["promptTokenCount"].as_u64().unwrap() + u["candidatesTokenCount"].as_u64().unwrap()
+    );
+    assert_eq!(text, server.chat("Why is the sky blue?", 6));
+
+    let chunks = server.post_stream("/v1beta/models/gemma:streamGenerateContent?alt=sse", &req);
+    let chunks: Vec<Value> = chunks
+        .iter()
+        .map(|c| serde_json::from_str(c).unwrap())
+        .collect();
+    let streamed: String = chunks
+        .iter()
+        .map(|c| {
+            c["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(streamed, text);
+    assert_eq!(
+        chunks.last().unwrap()["candidates"][0]["finishReason"],
+        cand["finishReason"]
+    );
+}
+
+#[test]
+fn sigterm_ends_an_open_stream_and_exits_within_seconds() {
+    let _turn = one_at_a_time();
+    let mut server = Server::start(&[]);
+    let resp = agent()
+        .post(format!("{}/v1/chat/completions", server.url()))
+        .send(
+            json!({
+                "messages": [{"role": "user", "content": "Count to one thousand."}],
+                "max_tokens": 2000,
+                "stream": true,
+            })
+            .to_string(),
+        )
+        .unwrap();
+    let mut lines = BufReader::new(resp.into_body().into_reader()).lines();
+    // Wait for generation to be under way.
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("data: "), "{first}");
+    let (status, took) = server.terminate(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.len() < 4000, "the stream ran on after SIGTERM");
+    assert!(server.log_text().contains("shutting down"));
+}
