@@ -10,16 +10,16 @@
 //! Replies go to stdout; the prompt marker, command feedback, statistics and
 //! errors go to stderr, so piping stdout collects exactly the replies.
 
-use crate::{ComputeArgs, ModelArgs};
+use crate::{ComputeArgs, ModelArgs, SamplingArgs};
 use clap::Args;
 use gemma_core::generate::{GenerateOptions, StopReason};
 use gemma_core::model::Model;
 use gemma_core::sampling::{Sampler, SamplingParams};
 use gemma_core::tokenizer::{StreamDecoder, Tokenizer};
-use gemma_platform::{fetch, Conversation, LoadedModel, RayonExecutor};
+use gemma_platform::{Conversation, LoadedModel, RayonExecutor};
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 type Result<T> = std::result::Result<T, String>;
@@ -33,21 +33,9 @@ pub struct ChatArgs {
     /// Most tokens per reply
     #[arg(short = 'n', long = "max-tokens", default_value_t = 1024)]
     pub max_tokens: usize,
-    /// 0 = greedy
-    #[arg(long, default_value_t = 0.8)]
-    pub temperature: f32,
-    /// Keep the k most likely tokens (0 = off)
-    #[arg(long, default_value_t = 40)]
-    pub top_k: usize,
-    /// Nucleus sampling threshold in (0, 1]
-    #[arg(long, default_value_t = 0.95)]
-    pub top_p: f32,
-    /// Drop tokens less likely than min-p times the most likely one
-    #[arg(long, default_value_t = 0.05)]
-    pub min_p: f32,
-    /// Random seed [default: from the clock]; /reset and /load restart from it
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// Sampling; /reset and /load restart the random sequence from --seed
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Context length to allocate, at most the model's [default: 4096, or the model's if smaller]
     #[arg(long)]
     pub context: Option<usize>,
@@ -76,16 +64,8 @@ const DEFAULT_CONTEXT: usize = 4096;
 const FORMAT: &str = "gemma-chat";
 const VERSION: u64 = 1;
 
-// Duplicates `commands::load`, which is private to that module.
 fn load(args: &ModelArgs) -> Result<LoadedModel> {
-    let path = match (&args.model, std::env::var_os("GEMMA_MODEL")) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => PathBuf::from(p),
-        (None, None) => {
-            fetch::ensure_default_model(&mut std::io::stderr()).map_err(|e| e.to_string())?
-        }
-    };
-    LoadedModel::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+    args.load()
 }
 
 /// One line of input.
@@ -437,18 +417,7 @@ impl Chat<'_> {
 }
 
 pub fn chat(a: ChatArgs) -> Result<()> {
-    let seed = a.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-    });
-    let params = SamplingParams {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        seed,
-    };
+    let params = a.sampling.params()?;
     let sampler = Sampler::new(params).map_err(|e| e.to_string())?;
 
     let loaded = load(&a.model)?;

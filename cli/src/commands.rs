@@ -3,12 +3,11 @@
 use crate::{ComputeArgs, InfoArgs, LogitsArgs, ModelArgs, RunArgs, TokenizeArgs};
 use gemma_core::format::gguf::Value;
 use gemma_core::generate::{GenerateOptions, Session, StopReason};
-use gemma_core::sampling::{Sampler, SamplingParams};
+use gemma_core::sampling::Sampler;
 use gemma_core::tokenizer::StreamDecoder;
-use gemma_platform::{fetch, LoadedModel, RayonExecutor, SessionBuffers};
+use gemma_platform::{LoadedModel, RayonExecutor, SessionBuffers};
 use serde_json::json;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -17,19 +16,8 @@ fn chat_prompt(user: &str) -> String {
     format!("<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n")
 }
 
-fn resolve_model(args: &ModelArgs) -> Result<PathBuf> {
-    if let Some(p) = &args.model {
-        return Ok(p.clone());
-    }
-    if let Some(p) = std::env::var_os("GEMMA_MODEL") {
-        return Ok(PathBuf::from(p));
-    }
-    fetch::ensure_default_model(&mut std::io::stderr()).map_err(|e| e.to_string())
-}
-
 fn load(args: &ModelArgs) -> Result<LoadedModel> {
-    let path = resolve_model(args)?;
-    LoadedModel::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+    args.load()
 }
 
 fn executor(c: &ComputeArgs) -> Result<RayonExecutor> {
@@ -45,18 +33,8 @@ fn read_stdin(what: &str) -> Result<String> {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
-    let seed = a.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-    });
-    let params = SamplingParams {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        seed,
-    };
+    let params = a.sampling.params()?;
+    let seed = params.seed;
     let mut sampler = Sampler::new(params).map_err(|e| e.to_string())?;
     let text = match &a.prompt {
         Some(p) => p.clone(),

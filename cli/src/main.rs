@@ -48,6 +48,59 @@ pub struct ModelArgs {
     pub model: Option<PathBuf>,
 }
 
+impl ModelArgs {
+    /// `--model`, else `$GEMMA_MODEL`, else the default model (fetched once).
+    pub fn load(&self) -> Result<gemma_platform::LoadedModel, String> {
+        let path = match (&self.model, std::env::var_os("GEMMA_MODEL")) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) => PathBuf::from(p),
+            (None, None) => gemma_platform::fetch::ensure_default_model(&mut std::io::stderr())
+                .map_err(|e| e.to_string())?,
+        };
+        gemma_platform::LoadedModel::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Sampling flags shared by `run` and `chat`.
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    /// 0 = greedy
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0 = off)
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold in (0, 1]
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than min-p times the most likely one
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Random seed [default: from the clock]
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl SamplingArgs {
+    /// The parameters, validated, with the seed resolved.
+    pub fn params(&self) -> Result<gemma_core::sampling::SamplingParams, String> {
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+        let params = gemma_core::sampling::SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            seed,
+        };
+        params.validate().map_err(|e| e.to_string())?;
+        Ok(params)
+    }
+}
+
 #[derive(Args, Clone)]
 pub struct ComputeArgs {
     /// Worker threads (0 = one per core)
@@ -70,21 +123,8 @@ pub struct RunArgs {
     /// Most tokens to generate
     #[arg(short = 'n', long = "max-tokens", default_value_t = 128)]
     pub max_tokens: usize,
-    /// 0 = greedy
-    #[arg(long, default_value_t = 0.8)]
-    pub temperature: f32,
-    /// Keep the k most likely tokens (0 = off)
-    #[arg(long, default_value_t = 40)]
-    pub top_k: usize,
-    /// Nucleus sampling threshold in (0, 1]
-    #[arg(long, default_value_t = 0.95)]
-    pub top_p: f32,
-    /// Drop tokens less likely than min-p times the most likely one
-    #[arg(long, default_value_t = 0.05)]
-    pub min_p: f32,
-    /// Random seed [default: from the clock]
-    #[arg(long)]
-    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Wrap the prompt in Gemma's chat turn template
     #[arg(long)]
     pub chat: bool,

@@ -19,9 +19,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 use gemma_core::generate::SessionSizes;
-use gemma_platform::{fetch, LoadedModel, RayonExecutor};
+use gemma_platform::{LoadedModel, RayonExecutor};
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,16 +62,8 @@ const DEFAULT_CONTEXT: usize = 8192;
 /// How long open connections may keep the server alive after a signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-// Same resolution as `gemma run` (commands.rs): --model, $GEMMA_MODEL, the default.
 fn load(args: &ModelArgs) -> Result<LoadedModel> {
-    let path = match (&args.model, std::env::var_os("GEMMA_MODEL")) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => PathBuf::from(p),
-        (None, None) => {
-            fetch::ensure_default_model(&mut std::io::stderr()).map_err(|e| e.to_string())?
-        }
-    };
-    LoadedModel::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+    args.load()
 }
 
 pub fn serve(a: ServeArgs) -> Result<()> {
