@@ -2,4 +2,5 @@
 pub mod gguf;
 pub mod gguf_vocab;
 pub(crate) mod reader;
+pub mod sbs;
 pub mod spm;
