@@ -4,11 +4,13 @@
 //! the default model, and writes GGUF files (synthetic models for tests and
 //! demos).
 
+pub mod capi;
 pub mod conversation;
 pub mod exec;
 pub mod fetch;
 pub mod gguf_writer;
 pub mod loaded;
+pub mod sbs_writer;
 pub mod synthetic;
 
 pub use conversation::{Conversation, TurnStats};

@@ -63,6 +63,9 @@ pub struct LoadedModel {
     path: PathBuf,
     bytes: Bytes,
     tables: TokenizerTables,
+    /// Where `tokenizer.ggml.tokens` lies in the file, so tokenizer views
+    /// need no header walk.
+    vocab_range: std::ops::Range<usize>,
 }
 
 impl LoadedModel {
@@ -95,10 +98,14 @@ impl LoadedModel {
                 model: vocab_size,
             });
         }
+        // The array is a sub-slice of `bytes`; its offset is plain address arithmetic.
+        let start = vocab.tokens_raw.as_ptr() as usize - bytes.as_ptr() as usize;
+        let vocab_range = start..start + vocab.tokens_raw.len();
         Ok(Self {
             path,
             bytes,
             tables,
+            vocab_range,
         })
     }
 
@@ -120,9 +127,8 @@ impl LoadedModel {
     }
 
     pub fn tokenizer(&self) -> Tokenizer<'_> {
-        let vocab = GgufVocab::from_gguf(&self.gguf()).expect("vocabulary validated at load");
         self.tables
-            .view(vocab.tokens_raw)
+            .view(&self.bytes[self.vocab_range.clone()])
             .expect("tokenizer validated at load")
     }
 }
