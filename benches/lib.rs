@@ -5,7 +5,9 @@ use gemma_core::quant::WeightType;
 /// Deterministic pseudo-random encoded rows of `ty`: finite block scales,
 /// arbitrary quantized payloads. `rows x cols` elements.
 pub fn random_matrix_bytes(ty: WeightType, rows: usize, cols: usize) -> Vec<u8> {
-    let row_bytes = ty.row_bytes(cols).expect("cols is a whole number of blocks");
+    let row_bytes = ty
+        .row_bytes(cols)
+        .expect("cols is a whole number of blocks");
     let mut bytes = vec![0u8; row_bytes * rows];
     let mut state = 0x2545_f491_4f6c_dd1du64;
     for b in bytes.iter_mut() {

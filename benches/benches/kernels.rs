@@ -13,8 +13,14 @@ fn main() {
     divan::main();
 }
 
-const TYPES: [WeightType; 6] =
-    [WeightType::F32, WeightType::BF16, WeightType::Q8_0, WeightType::Q5_0, WeightType::Q4K, WeightType::Q6K];
+const TYPES: [WeightType; 6] = [
+    WeightType::F32,
+    WeightType::BF16,
+    WeightType::Q8_0,
+    WeightType::Q5_0,
+    WeightType::Q4K,
+    WeightType::Q6K,
+];
 
 #[divan::bench(args = TYPES, sample_count = 20)]
 fn ffw_down_decode(bencher: divan::Bencher, ty: WeightType) {
@@ -34,7 +40,9 @@ fn output_projection_decode(bencher: divan::Bencher, ty: WeightType) {
 fn matmul_bench(bencher: divan::Bencher, ty: WeightType, rows: usize, cols: usize, n: usize) {
     let bytes = random_matrix_bytes(ty, rows, cols);
     let w = Matrix::new(ty, rows, cols, &bytes).expect("shape");
-    let x: Vec<f32> = (0..n * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+    let x: Vec<f32> = (0..n * cols)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+        .collect();
     let mut out = vec![0f32; n * rows];
     bencher
         .counter(divan::counter::ItemsCount::new(rows * cols * n))

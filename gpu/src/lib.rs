@@ -12,7 +12,10 @@ pub struct NoDevice;
 
 impl fmt::Display for NoDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no CUDA device: the CUDA backend is not implemented in this build")
+        write!(
+            f,
+            "no CUDA device: the CUDA backend is not implemented in this build"
+        )
     }
 }
 

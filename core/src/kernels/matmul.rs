@@ -166,7 +166,10 @@ mod tests {
             matmul(&Serial, &m, &x, 1, &mut portable);
             crate::kernels::cpu::force_portable(false);
             for (a, b) in fast.iter().zip(&portable) {
-                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{ty:?}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "{ty:?}: {a} vs {b}"
+                );
             }
         }
     }

@@ -144,7 +144,8 @@ pub fn dot_q5_0(row: &[u8], x: &[f32]) -> f32 {
     let blocks = (row.len() / 22).min(x.len() / 32);
     // Byte k of the spread word tests bit k % 8 of qh byte k / 8.
     let spread = _mm256_setr_epi8(
-        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
     );
     let bit_of_byte = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     let low4 = _mm_set1_epi8(0x0F);
