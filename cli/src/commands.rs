@@ -277,11 +277,42 @@ fn show_value(v: &Value) -> String {
 
 pub fn info(a: InfoArgs) -> Result<()> {
     let loaded = load(&a.model)?;
-    let g = loaded.gguf();
     let model = loaded.model();
     let mut out = std::io::stdout().lock();
     let w =
         |out: &mut std::io::StdoutLock, s: String| writeln!(out, "{s}").map_err(|e| e.to_string());
+    let Some(g) = loaded.gguf() else {
+        let f = loaded.sbs().ok_or("unknown model format")?;
+        w(
+            &mut out,
+            format!(
+                "file: {} ({} bytes, gemma.cpp .sbs, {})",
+                loaded.path().display(),
+                loaded.file_len(),
+                f.config.specifier()
+            ),
+        )?;
+        w(&mut out, format!("config: {:?}", model.config))?;
+        let tensors: Vec<_> = f.tensors().collect();
+        w(&mut out, format!("tensors: {}", tensors.len()))?;
+        if a.tensors {
+            for t in &tensors {
+                w(
+                    &mut out,
+                    format!(
+                        "  {:<32} {:<5} [{}, {}] scale {} {} bytes",
+                        t.name,
+                        t.codec.name(),
+                        t.rows,
+                        t.cols,
+                        t.scale,
+                        t.bytes.len()
+                    ),
+                )?;
+            }
+        }
+        return Ok(());
+    };
     w(
         &mut out,
         format!(
@@ -323,4 +354,20 @@ pub fn info(a: InfoArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+pub fn convert(a: crate::ConvertArgs) -> Result<()> {
+    use gemma_core::codec::Codec;
+    let codec = Codec::ALL
+        .into_iter()
+        .find(|c| c.name().eq_ignore_ascii_case(&a.weights))
+        .ok_or_else(|| {
+            format!(
+                "unknown --weights {:?} (f32, bf16, sfp, nuq, i8)",
+                a.weights
+            )
+        })?;
+    let proto =
+        std::fs::read(&a.tokenizer).map_err(|e| format!("{}: {e}", a.tokenizer.display()))?;
+    gemma_platform::convert::gguf_to_sbs(&a.from, &a.to, codec, &proto).map_err(|e| e.to_string())
 }

@@ -35,6 +35,8 @@ enum Command {
     Logits(LogitsArgs),
     /// Print a model's metadata and tensor table.
     Info(InfoArgs),
+    /// Convert a GGUF model into a gemma.cpp `.sbs` file.
+    Convert(ConvertArgs),
     /// Serve the model over HTTP: OpenAI-compatible and Google API routes.
     Serve(serve::ServeArgs),
     /// Chat with an OpenAI-compatible server, streaming the replies.
@@ -177,6 +179,23 @@ pub struct InfoArgs {
     pub tensors: bool,
 }
 
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// The GGUF model to read
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The `.sbs` file to write (replaced atomically)
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Codec for the weight matrices: f32, bf16, sfp, nuq or i8
+    #[arg(long, default_value = "sfp")]
+    pub weights: String,
+    /// The SentencePiece model proto to embed (GGUF files do not carry
+    /// one); e.g. gemma.cpp's or Hugging Face's `tokenizer.model`
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+}
+
 /// Help and version go out as clap renders them; a usage mistake becomes the
 /// same single `gemma: error:` line as every other failure.
 fn usage_error(e: clap::Error) -> ExitCode {
@@ -214,6 +233,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => commands::tokenize(a),
         Command::Logits(a) => commands::logits(a),
         Command::Info(a) => commands::info(a),
+        Command::Convert(a) => commands::convert(a),
         Command::Serve(a) => serve::serve(a),
         Command::Client(a) => client::client(a),
     };

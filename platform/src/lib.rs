@@ -6,6 +6,7 @@
 
 pub mod capi;
 pub mod conversation;
+pub mod convert;
 pub mod exec;
 pub mod fetch;
 pub mod gguf_writer;

@@ -6,6 +6,7 @@
 
 use gemma_core::format::gguf::{Gguf, GgufError};
 use gemma_core::format::gguf_vocab::GgufVocab;
+use gemma_core::format::sbs::{SbsError, SbsFile};
 use gemma_core::generate::SessionSizes;
 use gemma_core::model::{Model, ModelError};
 use gemma_core::sampling::Candidate;
@@ -19,9 +20,11 @@ use std::path::{Path, PathBuf};
 pub enum LoadError {
     Io(PathBuf, std::io::Error),
     Gguf(GgufError),
+    Sbs(SbsError),
     Model(ModelError),
     Tokenizer(TokenizerError),
     VocabMismatch { tokenizer: usize, model: usize },
+    MissingTokenizer,
 }
 
 impl fmt::Display for LoadError {
@@ -29,6 +32,8 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Io(p, e) => write!(f, "{}: {e}", p.display()),
             LoadError::Gguf(e) => e.fmt(f),
+            LoadError::Sbs(e) => e.fmt(f),
+            LoadError::MissingTokenizer => f.write_str(".sbs file has no tokenizer blob"),
             LoadError::Model(e) => e.fmt(f),
             LoadError::Tokenizer(e) => write!(f, "tokenizer: {e}"),
             LoadError::VocabMismatch { tokenizer, model } => {
@@ -63,13 +68,28 @@ pub struct LoadedModel {
     path: PathBuf,
     bytes: Bytes,
     tables: TokenizerTables,
-    /// Where `tokenizer.ggml.tokens` lies in the file, so tokenizer views
-    /// need no header walk.
+    /// Where `tokenizer.ggml.tokens` (or an `.sbs` file's tokenizer proto)
+    /// lies in the file, so tokenizer views need no header walk.
     vocab_range: std::ops::Range<usize>,
+    format: Format,
+}
+
+/// Which container a model file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Gguf,
+    /// gemma.cpp's single-file blob store.
+    Sbs,
+}
+
+/// `.sbs` files start with the blob-store magic "SBS\n" (layout V1 and the
+/// placeholder header of V2 alike).
+fn is_sbs(bytes: &[u8]) -> bool {
+    bytes.get(..4) == Some(&0x0A53_4253u32.to_le_bytes()[..])
 }
 
 impl LoadedModel {
-    /// Maps a GGUF file and validates its header, model and vocabulary.
+    /// Maps a GGUF or `.sbs` file (told apart by magic) and validates its header, model and vocabulary.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
         let file = File::open(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
         // SAFETY: the map is read-only and private to this process. If another
@@ -87,6 +107,9 @@ impl LoadedModel {
     }
 
     fn from_bytes(path: PathBuf, bytes: Bytes) -> Result<Self, LoadError> {
+        if is_sbs(&bytes) {
+            return Self::from_sbs_bytes(path, bytes);
+        }
         let gguf = Gguf::parse(&bytes).map_err(LoadError::Gguf)?;
         let model = Model::from_gguf(&gguf).map_err(LoadError::Model)?;
         let vocab = GgufVocab::from_gguf(&gguf).map_err(LoadError::Tokenizer)?;
@@ -106,7 +129,36 @@ impl LoadedModel {
             bytes,
             tables,
             vocab_range,
+            format: Format::Gguf,
         })
+    }
+
+    fn from_sbs_bytes(path: PathBuf, bytes: Bytes) -> Result<Self, LoadError> {
+        let file = SbsFile::parse(&bytes).map_err(LoadError::Sbs)?;
+        let model = Model::from_sbs(&file).map_err(LoadError::Model)?;
+        let proto = file.tokenizer().ok_or(LoadError::MissingTokenizer)?;
+        let tables = TokenizerTables::from_spm(proto).map_err(LoadError::Tokenizer)?;
+        let count = gemma_core::tokenizer::Tokenizer::spm_vocab_size(proto)
+            .map_err(LoadError::Tokenizer)?;
+        if count != model.config.vocab_size {
+            return Err(LoadError::VocabMismatch {
+                tokenizer: count,
+                model: model.config.vocab_size,
+            });
+        }
+        let start = proto.as_ptr() as usize - bytes.as_ptr() as usize;
+        let vocab_range = start..start + proto.len();
+        Ok(Self {
+            path,
+            bytes,
+            tables,
+            vocab_range,
+            format: Format::Sbs,
+        })
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     pub fn path(&self) -> &Path {
@@ -117,13 +169,25 @@ impl LoadedModel {
         self.bytes.len()
     }
 
-    pub fn gguf(&self) -> Gguf<'_> {
+    /// The GGUF header; `None` for an `.sbs` file.
+    pub fn gguf(&self) -> Option<Gguf<'_>> {
         // Validated in `from_bytes`; the bytes have not changed since.
-        Gguf::parse(&self.bytes).expect("GGUF validated at load")
+        (self.format == Format::Gguf)
+            .then(|| Gguf::parse(&self.bytes).expect("GGUF validated at load"))
+    }
+
+    /// The blob store, config and tensor table; `None` for a GGUF file.
+    pub fn sbs(&self) -> Option<SbsFile<'_>> {
+        (self.format == Format::Sbs)
+            .then(|| SbsFile::parse(&self.bytes).expect(".sbs validated at load"))
     }
 
     pub fn model(&self) -> Model<'_> {
-        Model::from_gguf(&self.gguf()).expect("model validated at load")
+        let model = match self.format {
+            Format::Gguf => Model::from_gguf(&self.gguf().expect("GGUF")),
+            Format::Sbs => Model::from_sbs(&self.sbs().expect(".sbs")),
+        };
+        model.expect("model validated at load")
     }
 
     pub fn tokenizer(&self) -> Tokenizer<'_> {

@@ -95,3 +95,102 @@ pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
     idx.truncate(k);
     idx
 }
+
+/// How close teacher-forced logits must be to the goldens.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerances {
+    /// Each golden top-20 logit.
+    pub top20: f32,
+    /// Our top-1 must equal the golden one where its margin exceeds this.
+    pub top1_margin: f32,
+    /// The golden argmax logit versus our maximum at every prompt position.
+    pub prompt_argmax: f32,
+}
+
+impl Tolerances {
+    /// The GGUF model (and an F32 `.sbs` converted from it).
+    pub const GGUF: Tolerances = Tolerances {
+        top20: tolerance::TOP20_LOGIT,
+        top1_margin: tolerance::TOP1_MARGIN,
+        prompt_argmax: tolerance::PROMPT_ARGMAX,
+    };
+}
+
+/// Teacher-forces golden prompt `i` through `loaded`: the input ids in
+/// batched passes (the prefill kernels, logits at every position), then the
+/// golden greedy ids one decode step at a time (the single-token kernels).
+/// Checks every step's top-20 logits and every prompt position's argmax;
+/// returns the worst top-20 difference.
+pub fn teacher_forced(loaded: &gemma_platform::LoadedModel, i: usize, tol: &Tolerances) -> f32 {
+    use gemma_core::generate::Session;
+    use gemma_platform::{RayonExecutor, SessionBuffers};
+    let p = &goldens()["prompts"][i];
+    let input = u32s(&p["input_ids"]);
+    let greedy = u32s(&p["greedy_ids"]);
+    let steps = p["steps"].as_array().unwrap();
+    let prompt_argmax = u32s(&p["prompt_argmax"]);
+    assert_eq!(steps.len(), greedy.len() + 1);
+    let total = input.len() + greedy.len();
+
+    let model = loaded.model();
+    let vocab = model.config.vocab_size;
+    let exec = RayonExecutor::new(0).unwrap();
+    let batch = 64;
+    let mut bufs = SessionBuffers::new(&model, total, batch).unwrap();
+    let mut session =
+        Session::new(&model, total, batch, &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let last_prompt = input.len() - 1;
+    let mut worst = 0f32;
+    let mut check = |pos: usize, row: &[f32]| {
+        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        if pos < input.len() {
+            let want = prompt_argmax[pos] as usize;
+            assert!(
+                max - row[want] <= tol.prompt_argmax,
+                "prompt {i} pos {pos}: golden argmax {want} logit {} vs our max {max}",
+                row[want]
+            );
+        }
+        if pos >= last_prompt {
+            let k = pos - last_prompt;
+            let step = &steps[k];
+            let ids = u32s(&step["top_ids"]);
+            let want = f32s(&step["top_logits"]);
+            for (&id, &w) in ids.iter().zip(&want) {
+                let d = (row[id as usize] - w).abs();
+                worst = worst.max(d);
+                assert!(
+                    d <= tol.top20,
+                    "prompt {i} step {k}: token {id} logit {} vs golden {w}",
+                    row[id as usize]
+                );
+            }
+            let margin = step["top1_margin"].as_f64().unwrap() as f32;
+            if margin > tol.top1_margin {
+                assert_eq!(
+                    top_k(row, 1)[0],
+                    ids[0] as usize,
+                    "prompt {i} step {k} top-1"
+                );
+            }
+        }
+    };
+    let mut logits = vec![0f32; batch * vocab];
+    let mut pos = 0;
+    for chunk in input.chunks(batch) {
+        let hidden = session.forward_chunk(&exec, chunk, 0).unwrap();
+        model.logits(&exec, hidden, chunk.len(), &mut logits);
+        for row in logits.chunks_exact(vocab).take(chunk.len()) {
+            check(pos, row);
+            pos += 1;
+        }
+    }
+    for &t in &greedy {
+        let row = session.step(&exec, t).unwrap().to_vec();
+        check(pos, &row);
+        pos += 1;
+    }
+    assert_eq!(pos, total);
+    eprintln!("prompt {i}: {total} positions, worst top-20 logit difference {worst:.2e}");
+    worst
+}

@@ -9,7 +9,7 @@
 use super::ops::dot4;
 use super::SharedOut;
 use crate::exec::{split, Executor};
-use crate::model::weights::Matrix;
+use crate::model::weights::{Encoding, Matrix};
 use crate::quant::{self, WeightType};
 
 /// Elements decoded at a time per row; a multiple of every block size.
@@ -26,17 +26,51 @@ pub fn matmul(exec: &dyn Executor, w: &Matrix, x: &[f32], n: usize, out: &mut [f
     }
     let n = n.min(x.len() / cols).min(out.len() / rows);
     let out = &mut out[..n * rows];
-    if n == 1 {
-        if let Some(kernel) = fused_row_dot(w.ty) {
-            matvec_fused(exec, w, &x[..cols], out, kernel);
-            return;
+    match w.enc {
+        Encoding::Ggml(ty) => {
+            if n == 1 {
+                if let Some(kernel) = fused_row_dot(ty) {
+                    matvec_fused(exec, w, &x[..cols], out, kernel);
+                    return;
+                }
+            }
+            let (block, block_bytes) = (ty.block_elems(), ty.block_bytes());
+            span_matmul(exec, w, x, n, out, &|r, start, dst: &mut [f32]| {
+                let len = dst.len();
+                let (b0, b1) = (
+                    start / block * block_bytes,
+                    (start + len) / block * block_bytes,
+                );
+                match w.row(r).get(b0..b1) {
+                    Some(src) if quant::dequantize(ty, src, dst).is_ok() => {}
+                    _ => dst.fill(0.0),
+                }
+            });
+        }
+        Encoding::Gemma(_) => {
+            span_matmul(exec, w, x, n, out, &|r, start, dst: &mut [f32]| {
+                w.decode_span(r, start, dst);
+            });
         }
     }
+}
+
+/// The batch path: `decode(r, c0, dst)` fills `dst` with row `r`'s
+/// elements from column `c0` (zeros if it cannot). Generic so each encoding
+/// gets its own loop and the encoding is matched once per product.
+fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
+    exec: &dyn Executor,
+    w: &Matrix,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    decode: &D,
+) {
+    let (rows, cols) = (w.rows, w.cols);
     out.fill(0.0);
     let shared = SharedOut::new(out);
     let tiles = rows.div_ceil(TILE);
     let (tasks, per_task) = split(tiles, exec.threads(), 8, 1);
-    let (block, block_bytes) = (w.ty.block_elems(), w.ty.block_bytes());
     exec.run(tasks, &|t| {
         let mut buf = [[0f32; SPAN]; TILE];
         let first = t * per_task;
@@ -46,20 +80,12 @@ pub fn matmul(exec: &dyn Executor, w: &Matrix, x: &[f32], n: usize, out: &mut [f
             let mut start = 0;
             while start < cols {
                 let len = SPAN.min(cols - start);
-                let (b0, b1) = (
-                    start / block * block_bytes,
-                    (start + len) / block * block_bytes,
-                );
                 for (k, dst) in buf.iter_mut().enumerate() {
                     let dst = &mut dst[..len];
-                    let src = if k < nr {
-                        w.row(r0 + k).get(b0..b1)
+                    if k < nr {
+                        decode(r0 + k, start, dst);
                     } else {
-                        None
-                    };
-                    match src {
-                        Some(src) if quant::dequantize(w.ty, src, dst).is_ok() => {}
-                        _ => dst.fill(0.0),
+                        dst.fill(0.0);
                     }
                 }
                 for b in 0..n {
@@ -223,5 +249,46 @@ mod tests {
         for (a, b) in fast.iter().zip(&portable) {
             assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn gemma_stream_views_match_naive_products() {
+        use crate::codec::{self, Codec};
+        // A [heads * m, hd] stream read head-major as [m, heads * hd], and a
+        // row range of a [rows, cols] stream, both BF16 with a scale.
+        let (heads, m, hd) = (3usize, 5usize, 8usize);
+        let vals: [f32; 120] = core::array::from_fn(|i| ((i * 37 % 53) as f32 - 26.0) / 8.0);
+        let mut bytes = [0u8; 240];
+        codec::encode(Codec::BF16, &vals, &mut bytes, &mut []).unwrap();
+        let dec = |i: usize| half::bf16::from_f32(vals[i]).to_f32() * 0.5;
+        let full = Matrix::gemma(Codec::BF16, heads * m, hd, 0.5, &bytes).unwrap();
+        let o = full.head_major(heads).unwrap();
+        let x: [f32; 24] = core::array::from_fn(|i| (i as f32 - 12.0) / 7.0);
+        let mut out = [0f32; 5];
+        matmul(&Serial, &o, &x, 1, &mut out);
+        for (r, got) in out.iter().enumerate() {
+            let want: f32 = (0..heads * hd)
+                .map(|c| dec(((c / hd) * m + r) * hd + c % hd) * x[c])
+                .sum();
+            assert!(
+                (got - want).abs() < 1e-3,
+                "head-major row {r}: {got} vs {want}"
+            );
+        }
+        let part = full.rows_view(4, 6).unwrap();
+        let mut out = [0f32; 12];
+        matmul(&Serial, &part, &x[..16], 2, &mut out);
+        for b in 0..2 {
+            for r in 0..6 {
+                let want: f32 = (0..hd).map(|c| dec((4 + r) * hd + c) * x[b * hd + c]).sum();
+                let got = out[b * 6 + r];
+                assert!(
+                    (got - want).abs() < 1e-3,
+                    "rows view b={b} r={r}: {got} vs {want}"
+                );
+            }
+        }
+        assert!(full.rows_view(10, 6).is_none());
+        assert!(o.rows_view(0, 1).is_none());
     }
 }

@@ -1,7 +1,6 @@
 //! Element-wise and per-vector operations: dot, RMSNorm, RoPE, GELU, soft-cap.
 
-use crate::model::weights::Matrix;
-use crate::quant;
+use crate::model::weights::{Encoding, Matrix};
 
 /// Lanes of independent accumulators: enough for 16-wide vectors and for
 /// the compiler to reorder nothing it must not.
@@ -96,18 +95,15 @@ fn sum_lanes(acc: &[f32; LANES]) -> f32 {
 /// Calls `f(offset, values)` for consecutive decoded pieces of a one-row
 /// matrix (norm gains), decoding at most 256 values at a time on the stack.
 fn for_each_decoded(gain: &Matrix, mut f: impl FnMut(usize, &[f32])) {
-    let row = gain.row(0);
-    let block = gain.ty.block_elems();
-    let step = (256 / block).max(1) * block;
+    let step = match gain.enc {
+        Encoding::Ggml(ty) => (256 / ty.block_elems()).max(1) * ty.block_elems(),
+        Encoding::Gemma(_) => 256,
+    };
     let mut buf = [0f32; 256];
     let mut off = 0;
     while off < gain.cols {
         let n = step.min(gain.cols - off);
-        let b0 = off / block * gain.ty.block_bytes();
-        let b1 = (off + n) / block * gain.ty.block_bytes();
-        if quant::dequantize(gain.ty, row.get(b0..b1).unwrap_or(&[]), &mut buf[..n]).is_err() {
-            buf[..n].fill(0.0);
-        }
+        gain.decode_span(0, off, &mut buf[..n]);
         f(off, &buf[..n]);
         off += n;
     }

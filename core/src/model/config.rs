@@ -211,6 +211,97 @@ impl ModelConfig {
 }
 
 /// Builds `"<arch><suffix>"` keys without allocating.
+impl ModelConfig {
+    /// The configuration of a gemma.cpp `.sbs` file. Every layer must share
+    /// one shape; local layers are those whose window is shorter than
+    /// `max_seq_len`, and they must repeat with a fixed period ending in a
+    /// global layer (as in every Gemma 2 and 3 model). RoPE bases are
+    /// Gemma's: 10000 on local layers, 1e6 on Gemma 3's global ones (gemma.cpp
+    /// itself uses 10000 on the 270M's global layers, which the reference
+    /// implementation does not).
+    pub fn from_sbs(c: &crate::format::sbs::ModelConfig) -> Result<Self, ConfigError> {
+        use crate::format::sbs::{Model as M, PostNormType, QueryScaleType};
+        let family = match c.model {
+            M::Gemma2_2B | M::Gemma2_9B | M::Gemma2_27B => Family::Gemma2,
+            M::Gemma3_270M | M::Gemma3_1B | M::Gemma3_4B | M::Gemma3_12B | M::Gemma3_27B => {
+                Family::Gemma3
+            }
+            _ => return Err(ConfigError::UnsupportedArchitecture),
+        };
+        let l0 = c
+            .layer_configs
+            .get(0)
+            .ok_or(ConfigError::Missing("layer_configs"))?;
+        let n_layers = c.num_layers as usize;
+        if c.layer_configs.len() != n_layers || c.attention_window_sizes.len() != n_layers {
+            return Err(ConfigError::Invalid(
+                "one layer config and window per layer",
+            ));
+        }
+        if c.layer_configs.iter().any(|l| l != l0) {
+            return Err(ConfigError::Invalid("layers of different shapes"));
+        }
+        let max = c.max_seq_len;
+        let local = |l: usize| c.attention_window_sizes.get(l).is_some_and(|w| w < max);
+        let (sliding_window, pattern) = match (0..n_layers).position(|l| !local(l)) {
+            // All local or all global: no pattern to follow.
+            None => return Err(ConfigError::Invalid("no global layer")),
+            Some(0) if (0..n_layers).all(|l| !local(l)) => (0, 0),
+            Some(g) => {
+                let p = g + 1;
+                if (0..n_layers).any(|l| local(l) != (l % p < p - 1)) {
+                    return Err(ConfigError::Invalid("irregular local/global layer pattern"));
+                }
+                (c.attention_window_sizes.get(0).unwrap_or(0) as usize, p)
+            }
+        };
+        let (d_model, heads) = (c.model_dim as usize, l0.heads as usize);
+        let head_dim = l0.qkv_dim as usize;
+        let query_scale = match c.query_scale {
+            QueryScaleType::SqrtKeySize => 1.0 / libm::sqrtf(head_dim as f32),
+            QueryScaleType::SqrtModelDimDivNumHeads => {
+                1.0 / libm::sqrtf((d_model / heads.max(1)) as f32)
+            }
+        };
+        let (rope_base_global, rope_scale_global) = match (family, c.model) {
+            (Family::Gemma2, _) => (10_000.0, 1.0),
+            (_, M::Gemma3_4B | M::Gemma3_12B | M::Gemma3_27B) => (1_000_000.0, 8.0),
+            _ => (1_000_000.0, 1.0),
+        };
+        let cfg = ModelConfig {
+            family,
+            n_layers,
+            d_model,
+            d_ff: l0.ff_hidden_dim as usize,
+            n_heads: heads,
+            n_kv_heads: l0.kv_heads as usize,
+            head_dim,
+            vocab_size: c.vocab_size as usize,
+            context_length: max as usize,
+            rms_eps: 1e-6,
+            sliding_window,
+            sliding_window_pattern: pattern,
+            rope_base_global,
+            rope_base_local: 10_000.0,
+            rope_scale_global,
+            attn_softcap: c.att_cap,
+            final_softcap: c.final_cap,
+            query_scale,
+            embed_scale: libm::sqrt(d_model as f64) as f32,
+            qk_norm: l0.use_qk_norm,
+            post_norms: l0.post_norm == PostNormType::Scale,
+            norm_gain_plus_one: true,
+        };
+        if l0.model_dim != c.model_dim {
+            return Err(ConfigError::Invalid(
+                "layer model_dim differs from the model's",
+            ));
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 struct KeyBuf {
     buf: [u8; 96],
     prefix_len: usize,

@@ -13,7 +13,6 @@ use crate::exec::Executor;
 use crate::format::gguf::Gguf;
 use crate::kernels::matmul::matmul;
 use crate::kernels::ops::{gelu_tanh, rms_norm, rms_norm_inplace, rope_apply, rope_table, softcap};
-use crate::quant;
 use core::fmt;
 
 /// A model: its configuration and borrowed weights.
@@ -165,6 +164,14 @@ impl<'a> Model<'a> {
         Ok(Self { config, weights })
     }
 
+    /// A gemma.cpp `.sbs` model: same forward pass, weights decoded with
+    /// gemma.cpp's codecs.
+    pub fn from_sbs(f: &crate::format::sbs::SbsFile<'a>) -> Result<Self, ModelError> {
+        let config = ModelConfig::from_sbs(&f.config).map_err(ModelError::Config)?;
+        let weights = Weights::from_sbs(f, &config).map_err(ModelError::Weights)?;
+        Ok(Self { config, weights })
+    }
+
     /// Runs `tokens` at positions `start..start + tokens.len()`, storing their
     /// keys and values in `cache` and leaving the final-normed hidden state
     /// of every token in [`Scratch::hidden`]. Keys before `prefix_end` are
@@ -212,7 +219,7 @@ impl<'a> Model<'a> {
             }
             let row = &mut s.x[b * d..(b + 1) * d];
             let e = &self.weights.embed;
-            if quant::dequantize(e.ty, e.row(t as usize), row).is_err() {
+            if !e.decode_span(t as usize, 0, row) {
                 return Err(ForwardError::Mismatch);
             }
             row.iter_mut().for_each(|v| *v *= cfg.embed_scale);

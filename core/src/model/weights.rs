@@ -5,52 +5,141 @@
 //! when the views are built.
 
 use super::config::{ModelConfig, MAX_LAYERS};
+use crate::codec::{self, Codec};
 use crate::format::gguf::{Gguf, TensorInfo};
-use crate::quant::WeightType;
+use crate::format::sbs::SbsFile;
+use crate::quant::{self, WeightType};
 use core::fmt;
+
+/// How a [`Matrix`]'s bytes encode its elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// GGUF/ggml blocks; every row starts on a block, so rows are byte
+    /// ranges.
+    Ggml(WeightType),
+    /// One gemma.cpp codec stream for the whole tensor: element `(r, c)` is
+    /// stream element `r * cols + c` (NUQ and I8 groups straddle rows).
+    Gemma(Codec),
+}
 
 /// A row-major matrix of encoded rows: `rows` rows of `cols` elements.
 /// Vectors (norm gains) are matrices with one row.
+///
+/// A `Gemma` matrix may be a view of some rows of a larger stream
+/// (`first`, the stream element of `(0, 0)`), and may be *head-major*
+/// (`head_cols > 0`): logical `(r, c)` is stored at
+/// `((c / head_cols) * rows + r) * head_cols + c % head_cols`, which is how
+/// gemma.cpp's `att_ein` `[H M, D]` stores the output projection `[M, H D]`.
+/// Decoded values are multiplied by `scale`.
 #[derive(Clone, Copy, Debug)]
 pub struct Matrix<'a> {
-    pub ty: WeightType,
+    pub enc: Encoding,
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    pub scale: f32,
     row_bytes: usize,
+    first: usize,
+    head_cols: usize,
 }
 
 impl Default for Matrix<'_> {
     fn default() -> Self {
         Self {
-            ty: WeightType::F32,
+            enc: Encoding::Ggml(WeightType::F32),
             rows: 0,
             cols: 0,
             data: &[],
+            scale: 1.0,
             row_bytes: 0,
+            first: 0,
+            head_cols: 0,
         }
     }
 }
 
 impl<'a> Matrix<'a> {
-    /// Wraps encoded bytes, checking that they hold exactly `rows x cols`.
+    /// Wraps ggml-encoded bytes, checking that they hold exactly `rows x cols`.
     pub fn new(ty: WeightType, rows: usize, cols: usize, data: &'a [u8]) -> Option<Self> {
         let row_bytes = ty.row_bytes(cols)?;
         if row_bytes.checked_mul(rows)? != data.len() {
             return None;
         }
         Some(Self {
-            ty,
+            enc: Encoding::Ggml(ty),
             rows,
             cols,
             data,
+            scale: 1.0,
             row_bytes,
+            first: 0,
+            head_cols: 0,
         })
     }
 
-    /// Encoded bytes of row `r`; empty when out of range.
+    /// Wraps a gemma.cpp codec stream of (at least) `rows x cols` elements
+    /// whose decoded values are multiplied by `scale`.
+    pub fn gemma(
+        codec: Codec,
+        rows: usize,
+        cols: usize,
+        scale: f32,
+        data: &'a [u8],
+    ) -> Option<Self> {
+        let n = rows.checked_mul(cols)?;
+        if codec.bytes_for(n)? > data.len() || !scale.is_finite() {
+            return None;
+        }
+        Some(Self {
+            enc: Encoding::Gemma(codec),
+            rows,
+            cols,
+            data,
+            scale,
+            row_bytes: 0,
+            first: 0,
+            head_cols: 0,
+        })
+    }
+
+    /// Rows `start..start + count` of a plain matrix (the same storage).
+    pub fn rows_view(&self, start: usize, count: usize) -> Option<Self> {
+        if start.checked_add(count)? > self.rows || self.head_cols != 0 {
+            return None;
+        }
+        let mut m = *self;
+        m.rows = count;
+        match self.enc {
+            Encoding::Ggml(_) => {
+                let b0 = start * self.row_bytes;
+                m.data = self.data.get(b0..b0 + count * self.row_bytes)?;
+            }
+            Encoding::Gemma(_) => m.first = self.first + start * self.cols,
+        }
+        Some(m)
+    }
+
+    /// Reinterprets a gemma.cpp `[heads * rows_per_head, head_cols]` stream as
+    /// the `[rows_per_head, heads * head_cols]` matrix it stores head-major.
+    pub fn head_major(&self, heads: usize) -> Option<Self> {
+        if !matches!(self.enc, Encoding::Gemma(_)) || heads == 0 || !self.rows.is_multiple_of(heads)
+        {
+            return None;
+        }
+        let mut m = *self;
+        m.rows = self.rows / heads;
+        m.head_cols = self.cols;
+        m.cols = self.cols * heads;
+        Some(m)
+    }
+
+    /// Encoded bytes of row `r` of a ggml matrix; empty when out of range
+    /// or for gemma.cpp streams (whose rows need not be byte ranges).
     #[inline]
     pub fn row(&self, r: usize) -> &'a [u8] {
+        if self.row_bytes == 0 {
+            return &[];
+        }
         let start = r.wrapping_mul(self.row_bytes);
         self.data
             .get(start..start.wrapping_add(self.row_bytes))
@@ -63,6 +152,58 @@ impl<'a> Matrix<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.rows == 0
+    }
+
+    /// Decodes elements `(r, c0..c0 + out.len())`, scaled. For ggml
+    /// weights `c0` and the span's end must fall on blocks (or the row's
+    /// end). Returns false (and zeroes `out`) when the span is invalid.
+    pub fn decode_span(&self, r: usize, c0: usize, out: &mut [f32]) -> bool {
+        let ok = r < self.rows && c0 + out.len() <= self.cols && self.decode_inner(r, c0, out);
+        if !ok {
+            out.fill(0.0);
+        }
+        ok
+    }
+
+    fn decode_inner(&self, r: usize, c0: usize, out: &mut [f32]) -> bool {
+        match self.enc {
+            Encoding::Ggml(ty) => {
+                let (block, bb) = (ty.block_elems(), ty.block_bytes());
+                let end = c0 + out.len();
+                if !c0.is_multiple_of(block) || (!end.is_multiple_of(block) && end != self.cols) {
+                    return false;
+                }
+                let (b0, b1) = (c0 / block * bb, end.div_ceil(block) * bb);
+                match self.row(r).get(b0..b1) {
+                    Some(src) => quant::dequantize(ty, src, out).is_ok(),
+                    None => false,
+                }
+            }
+            Encoding::Gemma(codec) => {
+                let ok = if self.head_cols == 0 {
+                    let off = self.first + r * self.cols + c0;
+                    codec::decode(codec, self.data, off, out).is_ok()
+                } else {
+                    let hc = self.head_cols;
+                    let mut done = 0;
+                    while done < out.len() {
+                        let c = c0 + done;
+                        let (h, d) = (c / hc, c % hc);
+                        let n = (hc - d).min(out.len() - done);
+                        let off = self.first + (h * self.rows + r) * hc + d;
+                        if codec::decode(codec, self.data, off, &mut out[done..done + n]).is_err() {
+                            return false;
+                        }
+                        done += n;
+                    }
+                    true
+                };
+                if ok && self.scale != 1.0 {
+                    out.iter_mut().for_each(|v| *v *= self.scale);
+                }
+                ok
+            }
+        }
     }
 }
 
@@ -215,6 +356,106 @@ impl<'a> Weights<'a> {
         Ok(Self {
             embed,
             output,
+            final_norm,
+            layers,
+        })
+    }
+}
+
+/// Builds `<name>_<layer>` (gemma.cpp's per-layer tensor names).
+fn sbs_key<'b>(buf: &'b mut [u8; 64], name: &str, layer: usize) -> &'b str {
+    let mut n = 0;
+    for &b in name.as_bytes().iter().chain(b"_").take(40) {
+        buf[n] = b;
+        n += 1;
+    }
+    let mut digits = [0u8; 20];
+    let mut d = digits.len();
+    let mut v = layer;
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &b in &digits[d..] {
+        buf[n] = b;
+        n += 1;
+    }
+    core::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
+impl<'a> Weights<'a> {
+    /// Views into a gemma.cpp `.sbs` file's tensors (layouts in
+    /// [`crate::format::sbs`]): `qkv_ein` is cut into Q, K and V row
+    /// ranges, `gating_ein` into gate and up, and `att_ein` is read
+    /// head-major as the `[M, H D]` output projection. Only one KV head is
+    /// supported (several interleave K and V rows per head).
+    pub fn from_sbs(f: &SbsFile<'a>, cfg: &ModelConfig) -> Result<Self, WeightsError> {
+        let get = |name: &'static str,
+                   layer: Option<usize>,
+                   rows: usize,
+                   cols: usize,
+                   required: bool|
+         -> Result<Matrix<'a>, WeightsError> {
+            let mut buf = [0u8; 64];
+            let key = match layer {
+                Some(l) => sbs_key(&mut buf, name, l),
+                None => name,
+            };
+            match f.tensor(key) {
+                None if required => Err(WeightsError::Missing { layer, name }),
+                None => Ok(Matrix::default()),
+                Some(t) if t.rows == rows && t.cols == cols => {
+                    Matrix::gemma(t.codec, rows, cols, t.scale, t.bytes)
+                        .ok_or(WeightsError::Shape { layer, name })
+                }
+                Some(_) => Err(WeightsError::Shape { layer, name }),
+            }
+        };
+        let shape = |layer, name| WeightsError::Shape { layer, name };
+        let (d, hd, ff, h, k) = (
+            cfg.d_model,
+            cfg.head_dim,
+            cfg.d_ff,
+            cfg.n_heads,
+            cfg.n_kv_heads,
+        );
+        if k != 1 {
+            return Err(shape(None, "qkv_ein (only one KV head is supported)"));
+        }
+        let embed = get("c_embedding", None, cfg.vocab_size, d, true)?;
+        let final_norm = get("c_final_norm", None, 1, d, true)?;
+        let mut layers = [LayerWeights::default(); MAX_LAYERS];
+        for (l, lw) in layers.iter_mut().enumerate().take(cfg.n_layers) {
+            let at = Some(l);
+            let qkv = get("qkv_ein", at, (h + 2 * k) * hd, d, true)?;
+            let gating = get("gating_ein", at, 2 * ff, d, true)?;
+            let att = get("att_ein", at, h * d, hd, true)?;
+            let view = |m: Matrix<'a>, start, count, name| {
+                m.rows_view(start, count).ok_or(shape(at, name))
+            };
+            *lw = LayerWeights {
+                attn_norm: get("pre_att_ns", at, 1, d, true)?,
+                q: view(qkv, 0, h * hd, "qkv_ein")?,
+                k: view(qkv, h * hd, hd, "qkv_ein")?,
+                v: view(qkv, (h + 1) * hd, hd, "qkv_ein")?,
+                o: att.head_major(h).ok_or(shape(at, "att_ein"))?,
+                q_norm: get("query_norm", at, 1, hd, cfg.qk_norm)?,
+                k_norm: get("key_norm", at, 1, hd, cfg.qk_norm)?,
+                post_attn_norm: get("post_att_ns", at, 1, d, cfg.post_norms)?,
+                ffn_norm: get("pre_ff_ns", at, 1, d, true)?,
+                gate: view(gating, 0, ff, "gating_ein")?,
+                up: view(gating, ff, ff, "gating_ein")?,
+                down: get("linear_w", at, d, ff, true)?,
+                post_ffw_norm: get("post_ff_ns", at, 1, d, cfg.post_norms)?,
+            };
+        }
+        Ok(Self {
+            embed,
+            output: embed,
             final_norm,
             layers,
         })

@@ -1,0 +1,306 @@
+//! GGUF Gemma model → gemma.cpp `.sbs` single-file model.
+//!
+//! Every GGUF tensor is dequantized to f32, rearranged into gemma.cpp's
+//! layouts (see `gemma_core::format::sbs`: Q/K/V stacked in `qkv_ein`, the
+//! output projection head-major in `att_ein`, gate and up stacked in
+//! `gating_ein`, norm gains minus one) and encoded with the chosen codec.
+//! Norm gains are BF16 (F32 when the weights are F32) and the embedding
+//! BF16 (F32 likewise), as gemma.cpp stores them; SFP and NUQ tensors are
+//! scaled into SFP's range with the scale in their `toc` record.
+//!
+//! Tensors stream to a temporary file next to the target, one at a time
+//! (the largest, the embedding, is the peak: `vocab * d_model` floats), and
+//! the file is renamed into place once complete.
+
+use crate::sbs_writer::{toc_bytes, BlobWriter};
+use gemma_core::codec::{self, Codec, NUQ_ENCODE_SCRATCH_LEN};
+use gemma_core::format::gguf::Gguf;
+use gemma_core::format::sbs::{
+    LayerConfig, List, Model as SbsModel, ModelConfig as SbsConfig, PostNormType, QueryScaleType,
+    TensorType, TocEntry,
+};
+use gemma_core::model::{Family, ModelConfig};
+use gemma_core::quant;
+use gemma_core::tokenizer::Tokenizer;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub struct ConvertError(pub String);
+
+impl fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConvertError {}
+
+fn err(s: impl Into<String>) -> ConvertError {
+    ConvertError(s.into())
+}
+
+/// gemma.cpp's model id for a Gemma 2/3 configuration.
+fn sbs_model(cfg: &ModelConfig) -> Result<SbsModel, ConvertError> {
+    Ok(match (cfg.family, cfg.n_layers, cfg.d_model) {
+        (Family::Gemma3, 18, 640) => SbsModel::Gemma3_270M,
+        (Family::Gemma3, 26, 1152) => SbsModel::Gemma3_1B,
+        (Family::Gemma3, 34, 2560) => SbsModel::Gemma3_4B,
+        (Family::Gemma3, 48, 3840) => SbsModel::Gemma3_12B,
+        (Family::Gemma3, 62, 5376) => SbsModel::Gemma3_27B,
+        (Family::Gemma2, 26, 2304) => SbsModel::Gemma2_2B,
+        (Family::Gemma2, 42, 3584) => SbsModel::Gemma2_9B,
+        (Family::Gemma2, 46, 4608) => SbsModel::Gemma2_27B,
+        _ => {
+            return Err(err(format!(
+                "no gemma.cpp model id for {:?} with {} layers of width {}",
+                cfg.family, cfg.n_layers, cfg.d_model
+            )))
+        }
+    })
+}
+
+struct Out {
+    w: BlobWriter<BufWriter<File>>,
+    records: Vec<(String, Codec, u32, u32, f32)>,
+    scratch: Vec<f32>,
+}
+
+impl Out {
+    /// Encodes `values` (`rows x cols`, row-major) as tensor `name`.
+    fn tensor(
+        &mut self,
+        name: String,
+        codec: Codec,
+        rows: usize,
+        cols: usize,
+        mut values: Vec<f32>,
+    ) -> Result<(), ConvertError> {
+        let scale = match codec {
+            Codec::SFP | Codec::NUQ => codec::scale_to_sfp_range(&mut values),
+            _ => 1.0,
+        };
+        let bytes = codec
+            .bytes_for(values.len())
+            .ok_or_else(|| err("tensor too large"))?;
+        let mut dst = vec![0u8; bytes];
+        codec::encode(codec, &values, &mut dst, &mut self.scratch)
+            .map_err(|e| err(format!("{name}: {e}")))?;
+        self.w
+            .add(&name, &dst)
+            .map_err(|e| err(format!("{name}: {e}")))?;
+        self.records
+            .push((name, codec, rows as u32, cols as u32, scale));
+        Ok(())
+    }
+}
+
+fn dequant(g: &Gguf, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError> {
+    let t = g
+        .tensor(name)
+        .ok_or_else(|| err(format!("missing tensor {name}")))?;
+    if t.n_dims > 2
+        || t.dims[0] as usize != cols
+        || t.dims[1..t.n_dims.max(1)].iter().product::<u64>() as usize != rows
+    {
+        return Err(err(format!("tensor {name} has an unexpected shape")));
+    }
+    let mut out = vec![0f32; rows * cols];
+    quant::dequantize(t.ty, t.data, &mut out).map_err(|e| err(format!("{name}: {e:?}")))?;
+    Ok(out)
+}
+
+/// Converts the GGUF model at `from` into an `.sbs` file at `to`, encoding
+/// matrices with `weights`. `tokenizer` is the SentencePiece model proto to
+/// embed (GGUF files carry only the vocabulary, not the proto); its piece
+/// count must match the model's vocabulary.
+pub fn gguf_to_sbs(
+    from: &Path,
+    to: &Path,
+    weights: Codec,
+    tokenizer: &[u8],
+) -> Result<(), ConvertError> {
+    let loaded = crate::LoadedModel::open(from).map_err(|e| err(e.to_string()))?;
+    let g = loaded
+        .gguf()
+        .ok_or_else(|| err(format!("{} is not a GGUF file", from.display())))?;
+    let cfg = loaded.model().config;
+    let model = sbs_model(&cfg)?;
+    if cfg.n_kv_heads != 1 {
+        // gemma_core reads only single-KV-head `.sbs` files so far.
+        return Err(err("only models with one KV head convert for now"));
+    }
+    let pieces = Tokenizer::spm_vocab_size(tokenizer).map_err(|e| err(e.to_string()))?;
+    if pieces != cfg.vocab_size {
+        return Err(err(format!(
+            "the tokenizer has {pieces} pieces, the model {} embedding rows",
+            cfg.vocab_size
+        )));
+    }
+    let small = if weights == Codec::F32 {
+        Codec::F32
+    } else {
+        Codec::BF16
+    };
+    let tmp: PathBuf = {
+        let mut s = to.as_os_str().to_owned();
+        s.push(".tmp");
+        s.into()
+    };
+    let file = File::create(&tmp).map_err(|e| err(format!("{}: {e}", tmp.display())))?;
+    let result = (|| {
+        let w = BlobWriter::new(BufWriter::with_capacity(1 << 20, file))
+            .map_err(|e| err(e.to_string()))?;
+        let mut out = Out {
+            w,
+            records: Vec::new(),
+            scratch: vec![0f32; NUQ_ENCODE_SCRATCH_LEN],
+        };
+        write_tensors(&g, &cfg, weights, small, &mut out)?;
+        let layer = LayerConfig {
+            model_dim: cfg.d_model as u32,
+            ff_hidden_dim: cfg.d_ff as u32,
+            heads: cfg.n_heads as u32,
+            kv_heads: cfg.n_kv_heads as u32,
+            qkv_dim: cfg.head_dim as u32,
+            post_norm: if cfg.post_norms {
+                PostNormType::Scale
+            } else {
+                PostNormType::None
+            },
+            use_qk_norm: cfg.qk_norm,
+            ..LayerConfig::default()
+        };
+        let layers = vec![layer; cfg.n_layers];
+        let max_seq = cfg.context_length as u32;
+        let windows: Vec<u32> = (0..cfg.n_layers)
+            .map(|l| {
+                if cfg.is_local(l) {
+                    cfg.sliding_window as u32
+                } else {
+                    max_seq
+                }
+            })
+            .collect();
+        let is_27b = matches!(model, SbsModel::Gemma2_27B | SbsModel::Gemma3_27B);
+        let sbs_cfg = SbsConfig {
+            display_name: model.prefix(),
+            model,
+            weight: TensorType::from_codec(weights),
+            num_layers: cfg.n_layers as u32,
+            model_dim: cfg.d_model as u32,
+            vocab_size: cfg.vocab_size as u32,
+            max_seq_len: max_seq,
+            att_cap: cfg.attn_softcap,
+            final_cap: cfg.final_softcap,
+            query_scale: if is_27b {
+                QueryScaleType::SqrtModelDimDivNumHeads
+            } else {
+                QueryScaleType::SqrtKeySize
+            },
+            layer_configs: List::Slice(&layers),
+            attention_window_sizes: List::Slice(&windows),
+            ..SbsConfig::default()
+        };
+        let mut w = out.w;
+        w.add_fields("config", &sbs_cfg)
+            .map_err(|e| err(e.to_string()))?;
+        w.add("tokenizer", tokenizer)
+            .map_err(|e| err(e.to_string()))?;
+        let mut entries = Vec::with_capacity(out.records.len());
+        for (name, codec, rows, cols, scale) in &out.records {
+            entries.push(
+                TocEntry::new(name, *codec, *rows, *cols, *scale)
+                    .ok_or_else(|| err(format!("{name}: counts overflow")))?,
+            );
+        }
+        let toc = toc_bytes(entries).map_err(|e| err(e.to_string()))?;
+        w.add("toc", &toc).map_err(|e| err(e.to_string()))?;
+        let mut buf = w.finish().map_err(|e| err(e.to_string()))?;
+        buf.flush().map_err(|e| err(e.to_string()))?;
+        let file = buf.into_inner().map_err(|e| err(e.to_string()))?;
+        file.sync_all().map_err(|e| err(e.to_string()))?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => std::fs::rename(&tmp, to).map_err(|e| err(format!("{}: {e}", to.display()))),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn write_tensors(
+    g: &Gguf,
+    cfg: &ModelConfig,
+    weights: Codec,
+    small: Codec,
+    out: &mut Out,
+) -> Result<(), ConvertError> {
+    let (d, hd, ff, h) = (cfg.d_model, cfg.head_dim, cfg.d_ff, cfg.n_heads);
+    let minus_one = |mut v: Vec<f32>| {
+        v.iter_mut().for_each(|x| *x -= 1.0);
+        v
+    };
+    out.tensor(
+        "c_embedding".into(),
+        small,
+        cfg.vocab_size,
+        d,
+        dequant(g, "token_embd.weight", cfg.vocab_size, d)?,
+    )?;
+    out.tensor(
+        "c_final_norm".into(),
+        small,
+        1,
+        d,
+        minus_one(dequant(g, "output_norm.weight", 1, d)?),
+    )?;
+    for l in 0..cfg.n_layers {
+        let t = |name: &str| format!("blk.{l}.{name}.weight");
+        // Q rows, then (one KV head) K rows and V rows.
+        let mut qkv = dequant(g, &t("attn_q"), h * hd, d)?;
+        qkv.extend(dequant(g, &t("attn_k"), hd, d)?);
+        qkv.extend(dequant(g, &t("attn_v"), hd, d)?);
+        out.tensor(format!("qkv_ein_{l}"), weights, (h + 2) * hd, d, qkv)?;
+        // attn_output is [d, h*hd]; att_ein row h*d + m holds its row m's
+        // columns h*hd..(h+1)*hd.
+        let o = dequant(g, &t("attn_output"), d, h * hd)?;
+        let mut att = vec![0f32; h * d * hd];
+        for head in 0..h {
+            for m in 0..d {
+                let src = &o[m * h * hd + head * hd..m * h * hd + (head + 1) * hd];
+                att[(head * d + m) * hd..(head * d + m + 1) * hd].copy_from_slice(src);
+            }
+        }
+        out.tensor(format!("att_ein_{l}"), weights, h * d, hd, att)?;
+        let mut gating = dequant(g, &t("ffn_gate"), ff, d)?;
+        gating.extend(dequant(g, &t("ffn_up"), ff, d)?);
+        out.tensor(format!("gating_ein_{l}"), weights, 2 * ff, d, gating)?;
+        out.tensor(
+            format!("linear_w_{l}"),
+            weights,
+            d,
+            ff,
+            dequant(g, &t("ffn_down"), d, ff)?,
+        )?;
+        let mut norm = |gguf: &str, sbs: &str, n: usize| -> Result<(), ConvertError> {
+            let v = minus_one(dequant(g, &t(gguf), 1, n)?);
+            out.tensor(format!("{sbs}_{l}"), small, 1, n, v)
+        };
+        norm("attn_norm", "pre_att_ns", d)?;
+        norm("ffn_norm", "pre_ff_ns", d)?;
+        if cfg.post_norms {
+            norm("post_attention_norm", "post_att_ns", d)?;
+            norm("post_ffw_norm", "post_ff_ns", d)?;
+        }
+        if cfg.qk_norm {
+            norm("attn_q_norm", "query_norm", hd)?;
+            norm("attn_k_norm", "key_norm", hd)?;
+        }
+    }
+    Ok(())
+}
