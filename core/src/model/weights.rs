@@ -261,30 +261,37 @@ impl fmt::Display for WeightsError {
     }
 }
 
-/// Builds `blk.<layer>.<name>` without allocating.
-fn layer_key<'b>(buf: &'b mut [u8; 64], layer: usize, name: &str) -> &'b str {
-    let mut n = 0;
-    let mut push = |bytes: &[u8], n: &mut usize| {
-        let take = bytes.len().min(buf.len() - *n);
-        buf[*n..*n + take].copy_from_slice(&bytes[..take]);
-        *n += take;
-    };
-    push(b"blk.", &mut n);
-    let mut digits = [0u8; 20];
-    let mut d = digits.len();
-    let mut v = layer;
+/// The decimal digits of `v`, written into the end of `buf`.
+fn decimal(v: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let (mut d, mut v) = (buf.len(), v);
     loop {
         d -= 1;
-        digits[d] = b'0' + (v % 10) as u8;
+        buf[d] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
-            break;
+            return &buf[d..];
         }
     }
-    push(&digits[d..], &mut n);
-    push(b".", &mut n);
-    push(name.as_bytes(), &mut n);
+}
+
+/// Concatenates `parts` into `buf` (truncating at its end), without allocating.
+fn concat<'b>(buf: &'b mut [u8; 64], parts: &[&[u8]]) -> &'b str {
+    let mut n = 0;
+    for part in parts {
+        let take = part.len().min(buf.len() - n);
+        buf[n..n + take].copy_from_slice(&part[..take]);
+        n += take;
+    }
     core::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
+/// Builds `blk.<layer>.<name>` (GGUF's per-layer tensor names).
+fn layer_key<'b>(buf: &'b mut [u8; 64], layer: usize, name: &str) -> &'b str {
+    let mut digits = [0u8; 20];
+    concat(
+        buf,
+        &[b"blk.", decimal(layer, &mut digits), b".", name.as_bytes()],
+    )
 }
 
 fn matrix_of<'a>(t: &TensorInfo<'a>) -> Option<Matrix<'a>> {
@@ -364,27 +371,8 @@ impl<'a> Weights<'a> {
 
 /// Builds `<name>_<layer>` (gemma.cpp's per-layer tensor names).
 fn sbs_key<'b>(buf: &'b mut [u8; 64], name: &str, layer: usize) -> &'b str {
-    let mut n = 0;
-    for &b in name.as_bytes().iter().chain(b"_").take(40) {
-        buf[n] = b;
-        n += 1;
-    }
     let mut digits = [0u8; 20];
-    let mut d = digits.len();
-    let mut v = layer;
-    loop {
-        d -= 1;
-        digits[d] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for &b in &digits[d..] {
-        buf[n] = b;
-        n += 1;
-    }
-    core::str::from_utf8(&buf[..n]).unwrap_or("")
+    concat(buf, &[name.as_bytes(), b"_", decimal(layer, &mut digits)])
 }
 
 impl<'a> Weights<'a> {
@@ -477,6 +465,7 @@ mod tests {
             layer_key(&mut buf, 61, "ffn_up.weight"),
             "blk.61.ffn_up.weight"
         );
+        assert_eq!(sbs_key(&mut buf, "qkv_ein", 17), "qkv_ein_17");
     }
 
     #[test]
