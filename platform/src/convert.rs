@@ -16,8 +16,7 @@ use crate::sbs_writer::{toc_bytes, BlobWriter};
 use gemma_core::codec::{self, Codec, NUQ_ENCODE_SCRATCH_LEN};
 use gemma_core::format::gguf::Gguf;
 use gemma_core::format::sbs::{
-    LayerConfig, List, Model as SbsModel, ModelConfig as SbsConfig, PostNormType, QueryScaleType,
-    TensorType, TocEntry,
+    ConfigStorage, KnownModel, Model as SbsModel, PromptWrapping, TensorType, TocEntry,
 };
 use gemma_core::model::{Family, ModelConfig};
 use gemma_core::quant;
@@ -40,6 +39,50 @@ impl std::error::Error for ConvertError {}
 
 fn err(s: impl Into<String>) -> ConvertError {
     ConvertError(s.into())
+}
+
+/// Refuses a model whose hyperparameters differ from gemma.cpp's canonical
+/// ones for `known`: gemma.cpp would run it with the wrong shapes.
+fn check_known(known: &KnownModel, cfg: &ModelConfig) -> Result<(), ConvertError> {
+    let ours = (
+        cfg.vocab_size,
+        cfg.d_ff,
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        cfg.head_dim,
+        cfg.post_norms,
+        cfg.qk_norm,
+    );
+    let theirs = (
+        known.vocab_size as usize,
+        known.ff_hidden_dim as usize,
+        known.heads as usize,
+        known.kv_heads as usize,
+        known.qkv_dim as usize,
+        true,
+        known.use_qk_norm,
+    );
+    if ours != theirs {
+        return Err(err(format!(
+            "the model's shapes (vocab, ff, heads, kv heads, head dim, post norms, qk norm) \
+             {ours:?} differ from gemma.cpp's {} {theirs:?}",
+            known.display_name
+        )));
+    }
+    for l in 0..cfg.n_layers {
+        let window = if cfg.is_local(l) {
+            cfg.sliding_window as u32
+        } else {
+            known.max_seq_len
+        };
+        if window != known.window(l) {
+            return Err(err(format!(
+                "layer {l}'s attention window {window} differs from gemma.cpp's {}",
+                known.window(l)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// gemma.cpp's model id for a Gemma 2/3 configuration.
@@ -159,51 +202,14 @@ pub fn gguf_to_sbs(
             scratch: vec![0f32; NUQ_ENCODE_SCRATCH_LEN],
         };
         write_tensors(&g, &cfg, weights, small, &mut out)?;
-        let layer = LayerConfig {
-            model_dim: cfg.d_model as u32,
-            ff_hidden_dim: cfg.d_ff as u32,
-            heads: cfg.n_heads as u32,
-            kv_heads: cfg.n_kv_heads as u32,
-            qkv_dim: cfg.head_dim as u32,
-            post_norm: if cfg.post_norms {
-                PostNormType::Scale
-            } else {
-                PostNormType::None
-            },
-            use_qk_norm: cfg.qk_norm,
-            ..LayerConfig::default()
-        };
-        let layers = vec![layer; cfg.n_layers];
-        let max_seq = cfg.context_length as u32;
-        let windows: Vec<u32> = (0..cfg.n_layers)
-            .map(|l| {
-                if cfg.is_local(l) {
-                    cfg.sliding_window as u32
-                } else {
-                    max_seq
-                }
-            })
-            .collect();
-        let is_27b = matches!(model, SbsModel::Gemma2_27B | SbsModel::Gemma3_27B);
-        let sbs_cfg = SbsConfig {
-            display_name: model.prefix(),
-            model,
-            weight: TensorType::from_codec(weights),
-            num_layers: cfg.n_layers as u32,
-            model_dim: cfg.d_model as u32,
-            vocab_size: cfg.vocab_size as u32,
-            max_seq_len: max_seq,
-            att_cap: cfg.attn_softcap,
-            final_cap: cfg.final_softcap,
-            query_scale: if is_27b {
-                QueryScaleType::SqrtModelDimDivNumHeads
-            } else {
-                QueryScaleType::SqrtKeySize
-            },
-            layer_configs: List::Slice(&layers),
-            attention_window_sizes: List::Slice(&windows),
-            ..SbsConfig::default()
-        };
+        let known = KnownModel::get(model).ok_or_else(|| err("unknown gemma.cpp model"))?;
+        check_known(known, &cfg)?;
+        let mut storage = ConfigStorage::default();
+        let sbs_cfg = known.config(
+            TensorType::from_codec(weights),
+            PromptWrapping::GemmaPt,
+            &mut storage,
+        );
         let mut w = out.w;
         w.add_fields("config", &sbs_cfg)
             .map_err(|e| err(e.to_string()))?;

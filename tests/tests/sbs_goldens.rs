@@ -3,6 +3,7 @@
 //! Conversions go to a temporary directory removed at the end.
 
 use gemma_core::codec::Codec;
+use gemma_core::format::sbs::BlobStore;
 use gemma_platform::convert::gguf_to_sbs;
 use gemma_platform::loaded::Format;
 use gemma_platform::LoadedModel;
@@ -33,12 +34,56 @@ fn tokenizer_proto() -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
 
+fn gemma_cpp_data(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/data/gemmacpp")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The file gemma.cpp wrote from the same GGUF (SFP or BF16 weights) is
+/// known by its first 256 bytes, its last 5936 (directory and header, so
+/// every blob's offset and size), its `config` and `toc` blobs, the whole
+/// `c_final_norm` blob and the first 4096 bytes of `qkv_ein_0`. Ours must
+/// equal all of them.
+fn assert_gemma_cpp_bytes(path: &std::path::Path, kind: &str) {
+    let file = std::fs::read(path).unwrap();
+    let same = |what: &str, ours: &[u8], golden: &str| {
+        assert!(
+            ours == gemma_cpp_data(&format!("model_{kind}_{golden}.bin")).as_slice(),
+            "{kind}: {what} differs from gemma.cpp's"
+        );
+    };
+    same("header", &file[..256], "header256");
+    let tail = gemma_cpp_data(&format!("model_{kind}_tail_dir_header.bin"));
+    same(
+        "directory",
+        &file[file.len() - tail.len()..],
+        "tail_dir_header",
+    );
+    let store = BlobStore::parse(&file).unwrap();
+    let blob = |name: &str| store.blob(name).unwrap();
+    same("config", blob("config"), "config");
+    same("toc", blob("toc"), "toc");
+    same("c_final_norm", blob("c_final_norm"), "c_final_norm");
+    same(
+        "qkv_ein_0",
+        &blob("qkv_ein_0")[..4096],
+        "qkv_ein_0_head4096",
+    );
+}
+
 /// Converts the real model with `codec`, loads it, drops the file (the
 /// mapping stays valid) and teacher-forces `prompts`.
 fn check(codec: Codec, prompts: &[usize], tol: &Tolerances) {
     let dir = TempDir::new(&format!("sbs-{}", codec.name()));
     let path = dir.0.join("model.sbs");
     gguf_to_sbs(&real_model_path(), &path, codec, &tokenizer_proto()).unwrap();
+    match codec {
+        Codec::SFP => assert_gemma_cpp_bytes(&path, "sfp"),
+        Codec::BF16 => assert_gemma_cpp_bytes(&path, "bf16"),
+        _ => {}
+    }
     let loaded = LoadedModel::open(&path).unwrap();
     drop(dir);
     assert_eq!(loaded.format(), Format::Sbs);

@@ -218,7 +218,8 @@ impl ModelConfig {
     /// global layer (as in every Gemma 2 and 3 model). RoPE bases are
     /// Gemma's: 10000 on local layers, 1e6 on Gemma 3's global ones (gemma.cpp
     /// itself uses 10000 on the 270M's global layers, which the reference
-    /// implementation does not).
+    /// implementation does not). Gemma 3 27B's queries are scaled by
+    /// `1/sqrt(model_dim/heads)` whatever the file says (gemma.cpp: head dim).
     pub fn from_sbs(c: &crate::format::sbs::ModelConfig) -> Result<Self, ConfigError> {
         use crate::format::sbs::{Model as M, PostNormType, QueryScaleType};
         let family = match c.model {
@@ -257,11 +258,15 @@ impl ModelConfig {
         };
         let (d_model, heads) = (c.model_dim as usize, l0.heads as usize);
         let head_dim = l0.qkv_dim as usize;
-        let query_scale = match c.query_scale {
-            QueryScaleType::SqrtKeySize => 1.0 / libm::sqrtf(head_dim as f32),
-            QueryScaleType::SqrtModelDimDivNumHeads => {
-                1.0 / libm::sqrtf((d_model / heads.max(1)) as f32)
-            }
+        // Gemma 3 27B was trained with queries scaled by model_dim/heads
+        // (its `query_pre_attn_scalar` is 168), but gemma.cpp's config says
+        // head dim (128); follow the model, keep the file as gemma.cpp has it.
+        let by_width =
+            c.query_scale == QueryScaleType::SqrtModelDimDivNumHeads || c.model == M::Gemma3_27B;
+        let query_scale = if by_width {
+            1.0 / libm::sqrtf((d_model / heads.max(1)) as f32)
+        } else {
+            1.0 / libm::sqrtf(head_dim as f32)
         };
         let (rope_base_global, rope_scale_global) = match (family, c.model) {
             (Family::Gemma2, _) => (10_000.0, 1.0),

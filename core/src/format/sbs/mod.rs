@@ -121,6 +121,7 @@
 pub mod blob_store;
 pub mod config;
 pub mod fields;
+pub mod known;
 pub mod toc;
 
 pub use blob_store::{Blob, BlobEntry, BlobStore, Directory, Layout};
@@ -129,6 +130,7 @@ pub use config::{
     PromptWrapping, QueryScaleType, VitConfig,
 };
 pub use fields::{List, ReadStats};
+pub use known::{ConfigStorage, KnownModel, TensorSpec, KNOWN_MODELS};
 pub use toc::{write_toc, TensorType, Toc, TocEntry};
 
 use crate::codec::Codec;
