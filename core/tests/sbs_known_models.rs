@@ -198,7 +198,7 @@ fn every_known_model_matches_its_model_card() {
         );
         // Local layers cycle with one global layer last in each cycle.
         for l in 0..c.layers as usize {
-            let global = (l as u32 + 1) % c.cycle == 0;
+            let global = (l as u32 + 1).is_multiple_of(c.cycle);
             let want = if global { c.ctx } else { c.window };
             assert_eq!(k.window(l), want, "{name} layer {l}");
         }
@@ -222,9 +222,12 @@ fn known_configs_serialize_and_read_back() {
         assert_eq!(back.model, k.model);
         assert_eq!(back.num_layers as usize, back.layer_configs.len());
         assert_eq!(back.layer_configs.len(), back.attention_window_sizes.len());
-        assert_eq!(
-            back.specifier().to_string().split('-').next().is_some(),
-            true
+        assert!(
+            back.specifier()
+                .to_string()
+                .starts_with(&format!("{}-sfp", k.model.prefix())),
+            "{}",
+            k.display_name
         );
         let vit = &back.vit_config;
         match k.vit {
