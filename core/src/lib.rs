@@ -2,6 +2,8 @@
 #![no_std]
 #[cfg(feature = "alloc")]
 extern crate alloc;
+#[cfg(test)]
+extern crate std;
 pub mod codec;
 pub mod exec;
 pub mod format;

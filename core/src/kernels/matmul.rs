@@ -28,8 +28,9 @@ pub fn matmul(exec: &dyn Executor, w: &Matrix, x: &[f32], n: usize, out: &mut [f
     let out = &mut out[..n * rows];
     match w.enc {
         Encoding::Ggml(ty) => {
+            #[cfg(target_arch = "x86_64")]
             if n == 1 {
-                if let Some(kernel) = fused_row_dot(ty) {
+                if let Some(kernel) = fused_rows(ty) {
                     matvec_fused(exec, w, &x[..cols], out, kernel);
                     return;
                 }
@@ -112,50 +113,47 @@ fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
     });
 }
 
-/// A fused decode-and-dot of one encoded row with an activation vector.
-type RowDot = fn(&[u8], &[f32]) -> f32;
-
-/// The fused row kernel for `ty` on this CPU, if there is one. Decoding
-/// inside the dot (no span buffer) is what a single token wants: every
-/// weight is touched once, straight from memory.
-fn fused_row_dot(ty: WeightType) -> Option<RowDot> {
-    #[cfg(target_arch = "x86_64")]
+/// The fused four-row kernel for `ty` on this CPU, if there is one.
+/// Decoding inside the dot (no span buffer) is what a single token wants:
+/// every weight is touched once, straight from memory.
+#[cfg(target_arch = "x86_64")]
+fn fused_rows(ty: WeightType) -> Option<super::rows_x86::Rows4> {
     if super::cpu::has_avx2_fma() {
-        return match ty {
-            WeightType::Q8_0 => Some(q8_0_avx2),
-            WeightType::Q5_0 => Some(q5_0_avx2),
-            _ => None,
-        };
+        super::rows_x86::kernel_for(ty)
+    } else {
+        None
     }
-    let _ = ty;
-    None
 }
 
+/// `out[r] = dot(w.row(r), x)` with a fused kernel, four rows at a time,
+/// row ranges split across tasks.
 #[cfg(target_arch = "x86_64")]
-fn q8_0_avx2(row: &[u8], x: &[f32]) -> f32 {
-    // SAFETY: reachable only through `fused_row_dot`, which hands it out
-    // after `has_avx2_fma()` confirmed AVX2, FMA and F16C.
-    unsafe { super::simd_x86::dot_q8_0(row, x) }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn q5_0_avx2(row: &[u8], x: &[f32]) -> f32 {
-    // SAFETY: as for `q8_0_avx2`.
-    unsafe { super::simd_x86::dot_q5_0(row, x) }
-}
-
-/// `out[r] = dot(w.row(r), x)` with a fused kernel, rows split across tasks.
-fn matvec_fused(exec: &dyn Executor, w: &Matrix, x: &[f32], out: &mut [f32], kernel: RowDot) {
+fn matvec_fused(
+    exec: &dyn Executor,
+    w: &Matrix,
+    x: &[f32],
+    out: &mut [f32],
+    kernel: super::rows_x86::Rows4,
+) {
     let rows = w.rows;
     let shared = SharedOut::new(out);
-    let (tasks, per_task) = split(rows, exec.threads(), 8, 16);
+    // Task sizes are multiples of four rows, so only the last task has a
+    // ragged end.
+    let quads = rows.div_ceil(4);
+    let (tasks, per_task) = split(quads, exec.threads(), 8, 4);
     exec.run(tasks, &|t| {
-        let start = t * per_task;
-        let end = (start + per_task).min(rows);
+        let start = (t * per_task * 4).min(rows);
+        let end = ((t + 1) * per_task * 4).min(rows);
         // SAFETY: tasks own disjoint row ranges [start, end).
         let dst = unsafe { shared.slice(start, end - start) };
-        for (d, r) in dst.iter_mut().zip(start..end) {
-            *d = kernel(w.row(r), x);
+        let mut r = start;
+        while r < end {
+            // A ragged tail repeats its last row; the extra sums are dropped.
+            let pick = |k: usize| w.row((r + k).min(end - 1));
+            let sums = kernel.dot4([pick(0), pick(1), pick(2), pick(3)], x);
+            let n = (end - r).min(4);
+            dst[r - start..r - start + n].copy_from_slice(&sums[..n]);
+            r += 4;
         }
     });
 }
@@ -167,10 +165,15 @@ mod tests {
 
     #[test]
     fn fused_single_token_kernels_match_the_portable_path() {
-        let (rows, cols) = (9usize, 128usize);
-        for ty in [WeightType::Q8_0, WeightType::Q5_0] {
-            let mut bytes = [0u8; 9 * 4 * 34];
-            let bytes = &mut bytes[..rows * ty.row_bytes(cols).unwrap()];
+        // Nine rows: two whole groups of four and a ragged one.
+        let (rows, cols) = (9usize, 512usize);
+        for ty in [
+            WeightType::Q8_0,
+            WeightType::Q5_0,
+            WeightType::Q4K,
+            WeightType::Q6K,
+        ] {
+            let mut bytes = std::vec![0u8; rows * ty.row_bytes(cols).unwrap()];
             let mut state = 0x9e37_79b9u32;
             for b in bytes.iter_mut() {
                 state ^= state << 13;
@@ -178,12 +181,21 @@ mod tests {
                 state ^= state << 5;
                 *b = state as u8;
             }
-            // Sane f16 scales at the start of every block.
+            // Sane f16 scales in every block.
+            let scale = half::f16::from_f32(0.0123).to_bits().to_le_bytes();
             for block in bytes.chunks_exact_mut(ty.block_bytes()) {
-                block[..2].copy_from_slice(&half::f16::from_f32(0.0123).to_bits().to_le_bytes());
+                match ty {
+                    WeightType::Q4K => {
+                        block[..2].copy_from_slice(&scale);
+                        block[2..4].copy_from_slice(&scale);
+                    }
+                    WeightType::Q6K => block[208..210].copy_from_slice(&scale),
+                    _ => block[..2].copy_from_slice(&scale),
+                }
             }
+            let bytes = &bytes[..];
             let m = Matrix::new(ty, rows, cols, bytes).unwrap();
-            let x: [f32; 128] = core::array::from_fn(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0);
+            let x: [f32; 512] = core::array::from_fn(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0);
             let mut fast = [0f32; 9];
             let mut portable = [0f32; 9];
             crate::kernels::cpu::force_portable(false);

@@ -6,6 +6,8 @@
 pub mod cpu;
 pub mod matmul;
 pub mod ops;
+#[cfg(target_arch = "x86_64")]
+mod rows_x86;
 mod shared;
 #[cfg(target_arch = "x86_64")]
 mod simd_x86;

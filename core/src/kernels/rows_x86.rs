@@ -1,0 +1,407 @@
+//! AVX2+FMA decode-and-dot of four weight rows at once against one
+//! activation vector: the single-token (decode) path of every GGML format
+//! the Gemma GGUFs carry (Q8_0, Q5_0, Q4_K, Q6_K).
+//!
+//! Four rows share each load of `x` and give four independent FMA chains,
+//! which keeps the FMA units busy while the weights stream from memory.
+//! Activations stay f32 and every code converts exactly to f32, so results
+//! differ from the portable path (`quant::dot`) by summation order only;
+//! `tests` below compare the two.
+//!
+//! Each kernel reads `blocks` whole blocks from every row. The caller
+//! (`rows_dot4`) computes `blocks` from the shortest row and from `x`, which
+//! is what makes the raw-pointer reads in bounds.
+
+use crate::quant::kquants::{unpack_scales_mins, Q4_K_BYTES, Q6_K_BYTES, QK_K};
+use crate::quant::WeightType;
+use core::arch::x86_64::*;
+
+/// Horizontal sum of eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s)))
+}
+
+/// An f16 at `p` (little-endian, unaligned) as f32, through F16C.
+///
+/// # Safety
+/// Two bytes at `p` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees two readable bytes.
+    let bits = unsafe { (p as *const u16).read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// How far ahead of the rows being read to prefetch: the next group of
+/// rows, which in a matrix follows these ones in memory.
+const PREFETCH_BYTES: usize = 2048;
+
+/// Hints the cache to fetch the bytes `PREFETCH_BYTES` past offset `off`
+/// of each row. Prefetches never fault, so addresses past the end of the
+/// weights are harmless.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn prefetch_ahead(rows: [*const u8; 4], off: usize) {
+    for r in rows {
+        let p = r.wrapping_add(off + PREFETCH_BYTES) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(p);
+    }
+}
+
+/// Sixteen signed 8-bit codes (in a 128-bit register) times sixteen floats
+/// at `x`, as eight partial sums.
+///
+/// # Safety
+/// Sixteen floats at `x` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot16_i8(q: __m128i, x: *const f32) -> __m256 {
+    let a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+    let b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q)));
+    // SAFETY: the caller guarantees 16 readable floats.
+    unsafe {
+        _mm256_fmadd_ps(
+            b,
+            _mm256_loadu_ps(x.add(8)),
+            _mm256_mul_ps(a, _mm256_loadu_ps(x)),
+        )
+    }
+}
+
+/// Thirty-two signed codes times thirty-two floats at `x`, as eight partial
+/// sums (two independent chains).
+///
+/// # Safety
+/// Thirty-two floats at `x` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot32_i8(q: __m256i, x: *const f32) -> __m256 {
+    // SAFETY: the caller guarantees 32 readable floats.
+    unsafe {
+        _mm256_add_ps(
+            dot16_i8(_mm256_castsi256_si128(q), x),
+            dot16_i8(_mm256_extracti128_si256::<1>(q), x.add(16)),
+        )
+    }
+}
+
+/// Q8_0: 34-byte blocks of an f16 scale and 32 signed codes.
+///
+/// # Safety
+/// Every row must hold `blocks` blocks and `x` `32 * blocks` floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for b in 0..blocks {
+        prefetch_ahead(rows, 34 * b);
+        for r in 0..4 {
+            // SAFETY: block b of row r lies inside the row (b < blocks), and
+            // x holds 32 floats from 32 * b.
+            unsafe {
+                let p = rows[r].add(34 * b);
+                let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
+                let s = dot32_i8(q, x.add(32 * b));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p)), s, acc[r]);
+            }
+        }
+    }
+    acc.map(|a| hsum(a))
+}
+
+/// Q5_0: 22-byte blocks of an f16 scale, 32 fifth bits and 16 bytes of
+/// nibbles (element `i` low nibble of byte `i`, element `16 + i` its high
+/// nibble), codes centred on 16.
+///
+/// # Safety
+/// As for [`q8_0`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
+    // Byte k of the spread word is qh byte k / 8, tested against bit k % 8.
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
+    );
+    let bit_of_byte = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let low4 = _mm_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for b in 0..blocks {
+        prefetch_ahead(rows, 22 * b);
+        for r in 0..4 {
+            // SAFETY: block b of row r is inside the row; x holds 32 floats
+            // from 32 * b.
+            unsafe {
+                let p = rows[r].add(22 * b);
+                let qh = (p.add(2) as *const u32).read_unaligned();
+                let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), spread);
+                let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit_of_byte), bit_of_byte);
+                let fifth = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+                let qs = _mm_loadu_si128(p.add(6) as *const __m128i);
+                let lo = _mm_and_si128(qs, low4);
+                let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), low4);
+                let q = _mm256_sub_epi8(
+                    _mm256_or_si256(_mm256_set_m128i(hi, lo), fifth),
+                    _mm256_set1_epi8(16),
+                );
+                let s = dot32_i8(q, x.add(32 * b));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p)), s, acc[r]);
+            }
+        }
+    }
+    acc.map(|a| hsum(a))
+}
+
+/// Q4_K: 144-byte super-blocks of 256: f16 `d` and `dmin`, twelve bytes of
+/// packed 6-bit scales and mins, 128 bytes of nibbles. Sub-block `j` (32
+/// elements) decodes as `d * sc[j] * q - dmin * mn[j]`, so its dot is
+/// `d * sc[j] * sum(q * x) - dmin * mn[j] * sum(x)`; `sum(x)` is shared by
+/// the four rows.
+///
+/// # Safety
+/// Every row must hold `blocks` super-blocks and `x` `256 * blocks` floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
+    let low4 = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for b in 0..blocks {
+        // SAFETY: x holds 256 floats from 256 * b.
+        let xb = unsafe { x.add(QK_K * b) };
+        // Per-lane sums of each 32-element sub-block of x.
+        let mut xsum = [_mm256_setzero_ps(); 8];
+        for (j, s) in xsum.iter_mut().enumerate() {
+            // SAFETY: 32 * j + 32 <= 256 floats from xb.
+            unsafe {
+                let p = xb.add(32 * j);
+                *s = _mm256_add_ps(
+                    _mm256_add_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))),
+                    _mm256_add_ps(_mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))),
+                );
+            }
+        }
+        for line in 0..3 {
+            prefetch_ahead(rows, Q4_K_BYTES * b + 64 * line);
+        }
+        for r in 0..4 {
+            // SAFETY: super-block b of row r is inside the row.
+            let p = unsafe { rows[r].add(Q4_K_BYTES * b) };
+            // SAFETY: the super-block's 144 bytes are readable.
+            let (d, dmin, packed) = unsafe {
+                (
+                    f16_at(p),
+                    f16_at(p.add(2)),
+                    (p.add(4) as *const [u8; 12]).read_unaligned(),
+                )
+            };
+            let (sc, mn) = unpack_scales_mins(&packed);
+            let mut a = acc[r];
+            for c in 0..4 {
+                // SAFETY: bytes 16 + 32c .. 48 + 32c of the super-block, and
+                // floats 64c .. 64c + 64 of xb.
+                unsafe {
+                    let q = _mm256_loadu_si256(p.add(16 + 32 * c) as *const __m256i);
+                    let lo = _mm256_and_si256(q, low4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
+                    let s_lo = dot32_i8(lo, xb.add(64 * c));
+                    let s_hi = dot32_i8(hi, xb.add(64 * c + 32));
+                    a = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[2 * c] as f32), s_lo, a);
+                    a = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[2 * c + 1] as f32), s_hi, a);
+                    a = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * mn[2 * c] as f32), xsum[2 * c], a);
+                    a = _mm256_fnmadd_ps(
+                        _mm256_set1_ps(dmin * mn[2 * c + 1] as f32),
+                        xsum[2 * c + 1],
+                        a,
+                    );
+                }
+            }
+            acc[r] = a;
+        }
+    }
+    acc.map(|a| hsum(a))
+}
+
+/// Q6_K: 210-byte super-blocks of 256: `ql[128]` low nibbles, `qh[64]` high
+/// bit pairs, sixteen signed 8-bit scales (one per 16 elements), f16 `d`;
+/// codes centred on 32. In half `h`, element `128h + 32k + l` (k < 4,
+/// l < 32) takes its low nibble from `ql[64h + l + 32(k & 1)]` (high nibble
+/// when k >= 2), its top bits from bits `2k..2k+2` of `qh[32h + l]`, and its
+/// scale from `scales[8h + 2k + l / 16]`.
+///
+/// # Safety
+/// As for [`q4_k`], with 210-byte super-blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
+    let low4 = _mm256_set1_epi8(0x0F);
+    let three = _mm256_set1_epi8(0x03);
+    let thirty_two = _mm256_set1_epi8(32);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for b in 0..blocks {
+        // SAFETY: x holds 256 floats from 256 * b.
+        let xb = unsafe { x.add(QK_K * b) };
+        for line in 0..4 {
+            prefetch_ahead(rows, Q6_K_BYTES * b + 64 * line);
+        }
+        for r in 0..4 {
+            // SAFETY: super-block b of row r is inside the row.
+            let p = unsafe { rows[r].add(Q6_K_BYTES * b) };
+            // SAFETY: bytes 192..210 of the super-block are readable.
+            let (d, scales) = unsafe {
+                (
+                    f16_at(p.add(208)),
+                    (p.add(192) as *const [i8; 16]).read_unaligned(),
+                )
+            };
+            let mut a = acc[r];
+            for h in 0..2 {
+                // SAFETY: ql bytes 64h..64h+64, qh bytes 128+32h..160+32h.
+                let (ql0, ql1, qh) = unsafe {
+                    (
+                        _mm256_loadu_si256(p.add(64 * h) as *const __m256i),
+                        _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i),
+                        _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i),
+                    )
+                };
+                let codes = [
+                    (_mm256_and_si256(ql0, low4), qh),
+                    (_mm256_and_si256(ql1, low4), _mm256_srli_epi16::<2>(qh)),
+                    (
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
+                        _mm256_srli_epi16::<4>(qh),
+                    ),
+                    (
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
+                        _mm256_srli_epi16::<6>(qh),
+                    ),
+                ];
+                for (k, (low, high)) in codes.into_iter().enumerate() {
+                    let top = _mm256_slli_epi16::<4>(_mm256_and_si256(high, three));
+                    let q = _mm256_sub_epi8(_mm256_or_si256(low, top), thirty_two);
+                    let s = 8 * h + 2 * k;
+                    // SAFETY: floats 128h + 32k .. + 32 of xb.
+                    unsafe {
+                        let xp = xb.add(128 * h + 32 * k);
+                        let s0 = dot16_i8(_mm256_castsi256_si128(q), xp);
+                        let s1 = dot16_i8(_mm256_extracti128_si256::<1>(q), xp.add(16));
+                        a = _mm256_fmadd_ps(_mm256_set1_ps(d * scales[s] as f32), s0, a);
+                        a = _mm256_fmadd_ps(_mm256_set1_ps(d * scales[s + 1] as f32), s1, a);
+                    }
+                }
+            }
+            acc[r] = a;
+        }
+    }
+    acc.map(|a| hsum(a))
+}
+
+/// The four-row kernel for `ty`, if there is one. Callers must have checked
+/// `cpu::has_avx2_fma()` (AVX2, FMA and F16C).
+pub(super) fn kernel_for(ty: WeightType) -> Option<Rows4> {
+    let (f, block_elems, block_bytes): (Rows4Fn, usize, usize) = match ty {
+        WeightType::Q8_0 => (q8_0, 32, 34),
+        WeightType::Q5_0 => (q5_0, 32, 22),
+        WeightType::Q4K => (q4_k, QK_K, Q4_K_BYTES),
+        WeightType::Q6K => (q6_k, QK_K, Q6_K_BYTES),
+        _ => return None,
+    };
+    Some(Rows4 {
+        f,
+        block_elems,
+        block_bytes,
+    })
+}
+
+type Rows4Fn = unsafe fn([*const u8; 4], *const f32, usize) -> [f32; 4];
+
+/// A four-row fused kernel with its block geometry.
+#[derive(Clone, Copy)]
+pub(super) struct Rows4 {
+    f: Rows4Fn,
+    block_elems: usize,
+    block_bytes: usize,
+}
+
+impl Rows4 {
+    /// `dot(rows[k], x)` for each k, over the whole blocks that every row
+    /// and `x` hold.
+    pub(super) fn dot4(&self, rows: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+        let blocks = rows
+            .iter()
+            .map(|r| r.len() / self.block_bytes)
+            .fold(x.len() / self.block_elems, usize::min);
+        // SAFETY: `kernel_for` hands out a `Rows4` only to callers that
+        // confirmed AVX2/FMA/F16C, and `blocks` fits every row and `x`, as
+        // the kernels require.
+        unsafe { (self.f)(rows.map(|r| r.as_ptr()), x.as_ptr(), blocks) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant;
+
+    fn noise(bytes: &mut [u8], seed: u32) {
+        let mut s = seed | 1;
+        for b in bytes.iter_mut() {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            *b = s as u8;
+        }
+    }
+
+    /// Random codes with sane f16 scales, compared with decode-then-dot.
+    #[test]
+    fn four_row_kernels_match_decode_then_dot() {
+        if !crate::kernels::cpu::has_avx2_fma() {
+            std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
+            return;
+        }
+        let cols = 512;
+        for ty in [
+            WeightType::Q8_0,
+            WeightType::Q5_0,
+            WeightType::Q4K,
+            WeightType::Q6K,
+        ] {
+            let k = kernel_for(ty).unwrap();
+            let row_bytes = ty.row_bytes(cols).unwrap();
+            let mut bytes = std::vec![0u8; 4 * row_bytes];
+            noise(&mut bytes, 0x1234_5678 ^ ty as u32);
+            let scale = half::f16::from_f32(0.0123).to_bits().to_le_bytes();
+            for blk in bytes.chunks_exact_mut(ty.block_bytes()) {
+                match ty {
+                    WeightType::Q4K => {
+                        blk[..2].copy_from_slice(&scale);
+                        blk[2..4].copy_from_slice(&scale);
+                    }
+                    WeightType::Q6K => blk[208..210].copy_from_slice(&scale),
+                    _ => blk[..2].copy_from_slice(&scale),
+                }
+            }
+            let x: std::vec::Vec<f32> = (0..cols)
+                .map(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0)
+                .collect();
+            let rows: [&[u8]; 4] = core::array::from_fn(|r| &bytes[r * row_bytes..][..row_bytes]);
+            let fast = k.dot4(rows, &x);
+            for r in 0..4 {
+                let mut w = std::vec![0f32; cols];
+                quant::dequantize(ty, rows[r], &mut w).unwrap();
+                let want: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let mag: f64 = w
+                    .iter()
+                    .zip(&x)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
+                assert!(
+                    (fast[r] as f64 - want).abs() <= 1e-5 * mag.max(1.0),
+                    "{ty:?} row {r}: {} vs {want}",
+                    fast[r]
+                );
+            }
+        }
+    }
+}
