@@ -171,6 +171,48 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
 }
 
+/// `e^x` to about one ulp, branch-free so loops over slices vectorize
+/// (libm's `expf` does not). Inputs below -87.3 give about 1e-38 instead
+/// of a subnormal or zero, which no softmax or GELU can tell apart; NaN
+/// stays NaN.
+#[inline]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    // ln 2 split so that n * LN2_HI is exact for the n that occur.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    // Minimax polynomial for e^r on [-ln2/2, ln2/2] (Cephes' expf).
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    // n is in [-126, 128]; 2^n in two steps keeps both factors normal.
+    let n = n as i32;
+    let half = n >> 1;
+    let two_to = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+    e * two_to(half) * two_to(n - half)
+}
+
+/// `gate[i] = gelu_tanh(gate[i]) * up[i]`, the gated FFW activation, over
+/// whole slices. Uses `0.5 x (1 + tanh u) = x / (1 + e^(-2u))`, which
+/// vectorizes through [`exp`].
+pub fn gelu_gate(gate: &mut [f32], up: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        let inner = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+        *g = x / (1.0 + exp(-2.0 * inner)) * u;
+    }
+}
+
 /// `cap * tanh(x / cap)`; identity when `cap` is 0.
 #[inline]
 pub fn softcap(x: f32, cap: f32) -> f32 {
@@ -216,6 +258,38 @@ mod tests {
         rope_apply(&mut v, &c, &s);
         assert!((dot(&v, &v) - dot(&orig, &orig)).abs() < 1e-3);
         assert_ne!(v, orig);
+    }
+
+    #[test]
+    fn exp_matches_libm_to_a_few_ulp() {
+        let mut worst = 0f32;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (a, b) = (exp(x), libm::expf(x));
+            worst = worst.max(((a - b) / b).abs());
+            x += 0.01234;
+        }
+        assert!(worst < 4.0 * f32::EPSILON, "worst relative error {worst:e}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(f32::NEG_INFINITY) < 1e-37);
+        assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn gelu_gate_matches_the_tanh_form() {
+        let xs: [f32; 9] = [-12.0, -3.5, -1.0, -0.1, 0.0, 0.2, 1.0, 4.0, 30.0];
+        let mut g = xs;
+        let up = [1.5f32; 9];
+        gelu_gate(&mut g, &up);
+        // Against the tanh form in f64 (in f32, 1 + tanh u cancels badly
+        // for negative x, so the f32 tanh form is the less accurate one).
+        for (x, got) in xs.iter().zip(g) {
+            let x64 = *x as f64;
+            let u = 0.797_884_560_802_865_4 * (x64 + 0.044715 * x64 * x64 * x64);
+            let want = 0.5 * x64 * (1.0 + libm::tanh(u)) * 1.5;
+            let err = (got as f64 - want).abs();
+            assert!(err <= 1e-6 * want.abs().max(1e-30), "{x}: {got} vs {want}");
+        }
     }
 
     #[test]

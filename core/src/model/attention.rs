@@ -6,7 +6,10 @@
 use super::config::ModelConfig;
 use super::kv_cache::KvCache;
 use crate::exec::Executor;
-use crate::kernels::ops::{dot, softcap};
+use crate::kernels::ops::{dot, exp, softcap};
+
+/// Keys scored together before their softmax weights are applied.
+const KEY_BLOCK: usize = 32;
 use crate::kernels::SharedOut;
 
 /// Which keys a query may see.
@@ -66,24 +69,38 @@ pub fn attend(
         let acc = unsafe { shared.slice(task * hd, hd) };
         acc.fill(0.0);
         let (lo, hi) = mask.keys(start + b);
+        // Streaming softmax over blocks of keys: score a block, rescale
+        // what was accumulated if the block raised the maximum, then weigh
+        // the block's values. Exponentials of a whole block vectorize.
         let mut max = f32::NEG_INFINITY;
         let mut sum = 0f32;
-        for pos in lo..=hi {
-            let k = &cache.key(layer, pos)[kv_head * hd..(kv_head + 1) * hd];
-            let s = softcap(dot(qv, k), cap);
-            if s > max {
+        let mut scores = [0f32; KEY_BLOCK];
+        let mut first = lo;
+        while first <= hi {
+            let last = hi.min(first + KEY_BLOCK - 1);
+            let scores = &mut scores[..=last - first];
+            let mut block_max = f32::NEG_INFINITY;
+            for (s, pos) in scores.iter_mut().zip(first..=last) {
+                let k = &cache.key(layer, pos)[kv_head * hd..(kv_head + 1) * hd];
+                *s = softcap(dot(qv, k), cap);
+                block_max = block_max.max(*s);
+            }
+            if block_max > max {
                 // Rescale what was accumulated under the old maximum.
-                let r = libm::expf(max - s);
+                let r = exp(max - block_max);
                 sum *= r;
                 acc.iter_mut().for_each(|a| *a *= r);
-                max = s;
+                max = block_max;
             }
-            let p = libm::expf(s - max);
-            sum += p;
-            let v = &cache.value(layer, pos)[kv_head * hd..(kv_head + 1) * hd];
-            for (a, &vv) in acc.iter_mut().zip(v) {
-                *a += p * vv;
+            scores.iter_mut().for_each(|s| *s = exp(*s - max));
+            for (&p, pos) in scores.iter().zip(first..=last) {
+                sum += p;
+                let v = &cache.value(layer, pos)[kv_head * hd..(kv_head + 1) * hd];
+                for (a, &vv) in acc.iter_mut().zip(v) {
+                    *a += p * vv;
+                }
             }
+            first = last + 1;
         }
         if sum > 0.0 {
             let inv = 1.0 / sum;

@@ -12,7 +12,7 @@ use super::weights::{Matrix, Weights, WeightsError};
 use crate::exec::Executor;
 use crate::format::gguf::Gguf;
 use crate::kernels::matmul::matmul;
-use crate::kernels::ops::{gelu_tanh, rms_norm, rms_norm_inplace, rope_apply, rope_table, softcap};
+use crate::kernels::ops::{gelu_gate, rms_norm, rms_norm_inplace, rope_apply, rope_table, softcap};
 use core::fmt;
 
 /// A model: its configuration and borrowed weights.
@@ -335,9 +335,7 @@ impl<'a> Model<'a> {
         matmul(exec, &w.gate, s.xn, n, s.gate);
         matmul(exec, &w.up, s.xn, n, s.up);
         let ff = n * cfg.d_ff;
-        for (g, u) in s.gate[..ff].iter_mut().zip(&s.up[..ff]) {
-            *g = gelu_tanh(*g) * u;
-        }
+        gelu_gate(&mut s.gate[..ff], &s.up[..ff]);
         matmul(exec, &w.down, s.gate, n, s.xn);
         if cfg.post_norms {
             for row in s.xn[..n * d].chunks_exact_mut(d) {
