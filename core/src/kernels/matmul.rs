@@ -6,7 +6,7 @@
 //! `n` tokens decodes each weight once, not `n` times, and no dequantized
 //! copy of a tensor ever exists.
 
-use super::ops::dot4;
+use super::ops::{dot4, dot4x2};
 use super::SharedOut;
 use crate::exec::{split, Executor};
 use crate::model::weights::{Encoding, Matrix};
@@ -89,21 +89,31 @@ fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
                         dst.fill(0.0);
                     }
                 }
-                for b in 0..n {
-                    let xs = &x[b * cols + start..b * cols + start + len];
-                    let d = dot4(
-                        xs,
-                        [
-                            &buf[0][..len],
-                            &buf[1][..len],
-                            &buf[2][..len],
-                            &buf[3][..len],
-                        ],
-                    );
+                let rows_buf = [
+                    &buf[0][..len],
+                    &buf[1][..len],
+                    &buf[2][..len],
+                    &buf[3][..len],
+                ];
+                let span = |b: usize| &x[b * cols + start..b * cols + start + len];
+                let mut b = 0;
+                // Two tokens at a time: each decoded weight load serves both.
+                while b + 2 <= n {
+                    let d = dot4x2([span(b), span(b + 1)], rows_buf);
+                    for (t, dt) in d.iter().enumerate() {
+                        for (k, v) in dt.iter().enumerate().take(nr) {
+                            // SAFETY: task `t` owns rows [first*TILE, (first+per_task)*TILE)
+                            // and tasks cover disjoint row ranges, so index
+                            // (b + t) * rows + r0 + k is written by this task alone.
+                            unsafe { shared.add((b + t) * rows + r0 + k, *v) };
+                        }
+                    }
+                    b += 2;
+                }
+                if b < n {
+                    let d = dot4(span(b), rows_buf);
                     for (k, v) in d.iter().enumerate().take(nr) {
-                        // SAFETY: task `t` owns rows [first*TILE, (first+per_task)*TILE)
-                        // and tasks cover disjoint row ranges, so index
-                        // b * rows + r0 + k is written by this task alone.
+                        // SAFETY: as above, for token b.
                         unsafe { shared.add(b * rows + r0 + k, *v) };
                     }
                 }

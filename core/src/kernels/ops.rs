@@ -48,6 +48,30 @@ pub fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
     dot4_portable(x, w)
 }
 
+/// `acc[i] += a * v[i]` over the common length.
+#[inline]
+pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { super::simd_x86::axpy(acc, a, v) };
+    }
+    for (x, &y) in acc.iter_mut().zip(v) {
+        *x += a * y;
+    }
+}
+
+/// [`dot4`] for two activation spans at once: `out[t][r] = dot(x[t], w[r])`.
+#[inline]
+pub fn dot4x2(x: [&[f32]; 2], w: [&[f32]; 4]) -> [[f32; 4]; 2] {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { super::simd_x86::dot4x2(x, w) };
+    }
+    [dot4_portable(x[0], w), dot4_portable(x[1], w)]
+}
+
 /// The portable reference for [`dot4`].
 pub fn dot4_portable(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
     let n = w.iter().fold(x.len(), |n, r| n.min(r.len()));

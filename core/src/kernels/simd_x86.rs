@@ -85,3 +85,59 @@ pub fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
     }
     out
 }
+
+/// Four weight rows against two activation spans: eight dot products, one
+/// accumulator each, so every weight load serves two tokens and every
+/// activation load four rows (six loads per eight FMAs).
+#[target_feature(enable = "avx2,fma")]
+pub fn dot4x2(x: [&[f32]; 2], w: [&[f32]; 4]) -> [[f32; 4]; 2] {
+    let n = w
+        .iter()
+        .fold(x[0].len().min(x[1].len()), |n, r| n.min(r.len()));
+    let px = [x[0].as_ptr(), x[1].as_ptr()];
+    let pw = [w[0].as_ptr(), w[1].as_ptr(), w[2].as_ptr(), w[3].as_ptr()];
+    let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, inside both x spans and every w row.
+        let (x0, x1) = unsafe { (_mm256_loadu_ps(px[0].add(i)), _mm256_loadu_ps(px[1].add(i))) };
+        for r in 0..4 {
+            // SAFETY: as above.
+            let wr = unsafe { _mm256_loadu_ps(pw[r].add(i)) };
+            acc[0][r] = _mm256_fmadd_ps(x0, wr, acc[0][r]);
+            acc[1][r] = _mm256_fmadd_ps(x1, wr, acc[1][r]);
+        }
+        i += 8;
+    }
+    let mut out = [[0f32; 4]; 2];
+    for t in 0..2 {
+        for r in 0..4 {
+            let mut s = hsum(acc[t][r]);
+            for j in i..n {
+                s += x[t][j] * w[r][j];
+            }
+            out[t][r] = s;
+        }
+    }
+    out
+}
+
+/// `acc[i] += a * v[i]` over the common length.
+#[target_feature(enable = "avx2,fma")]
+pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
+    let n = acc.len().min(v.len());
+    let (pa, pv) = (acc.as_mut_ptr(), v.as_ptr());
+    let av = _mm256_set1_ps(a);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, inside both slices; acc is exclusively borrowed.
+        unsafe {
+            let r = _mm256_fmadd_ps(av, _mm256_loadu_ps(pv.add(i)), _mm256_loadu_ps(pa.add(i)));
+            _mm256_storeu_ps(pa.add(i), r);
+        }
+        i += 8;
+    }
+    for j in i..n {
+        acc[j] += a * v[j];
+    }
+}

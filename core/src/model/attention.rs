@@ -6,7 +6,7 @@
 use super::config::ModelConfig;
 use super::kv_cache::KvCache;
 use crate::exec::Executor;
-use crate::kernels::ops::{dot, exp, softcap};
+use crate::kernels::ops::{axpy, dot, exp, softcap};
 
 /// Keys scored together before their softmax weights are applied.
 const KEY_BLOCK: usize = 32;
@@ -96,9 +96,7 @@ pub fn attend(
             for (&p, pos) in scores.iter().zip(first..=last) {
                 sum += p;
                 let v = &cache.value(layer, pos)[kv_head * hd..(kv_head + 1) * hd];
-                for (a, &vv) in acc.iter_mut().zip(v) {
-                    *a += p * vv;
-                }
+                axpy(acc, p, v);
             }
             first = last + 1;
         }
