@@ -52,6 +52,14 @@ pub fn run(a: RunArgs) -> Result<()> {
             .map_err(|e| format!("tokenizing the prompt: {e}"))?,
     );
 
+    if let Some(limit) = a.max_prompt_tokens {
+        if prompt.len() > limit {
+            return Err(format!(
+                "the prompt has {} tokens, more than --max-prompt-tokens {limit}",
+                prompt.len()
+            ));
+        }
+    }
     let max_ctx = model.config.context_length;
     let wanted = prompt.len().saturating_add(a.max_tokens);
     let context = a.context.unwrap_or(wanted.min(max_ctx)).max(1);
@@ -87,7 +95,8 @@ pub fn run(a: RunArgs) -> Result<()> {
         prefix_end: 0,
     };
 
-    let mut ids = Vec::with_capacity(a.max_tokens);
+    // The generated ids can never outnumber the context's free slots.
+    let mut ids = Vec::with_capacity(a.max_tokens.min(context));
     let mut stream = StreamDecoder::new(tokenizer);
     let mut write_failed = None;
     let json_out = a.json;

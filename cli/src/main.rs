@@ -125,6 +125,9 @@ pub struct RunArgs {
     /// Most tokens to generate
     #[arg(short = 'n', long = "max-tokens", default_value_t = 128)]
     pub max_tokens: usize,
+    /// Refuse prompts longer than this many tokens (BOS included)
+    #[arg(long)]
+    pub max_prompt_tokens: Option<usize>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// Wrap the prompt in Gemma's chat turn template

@@ -184,6 +184,15 @@ fn errors_are_one_line_and_exit_nonzero() {
         vec!["run", "--prompt", "x", "--top-p", "1.5"],
         vec!["run", "--prompt", "x", "--top-p", "NaN"],
         vec!["run", "--prompt", "x", "--context", "99999999"],
+        vec!["run", "--prompt", "x", "--min-p", "NaN"],
+        vec!["run", "--prompt", "x", "--temperature", "inf"],
+        vec![
+            "run",
+            "--prompt",
+            "one two three four",
+            "--max-prompt-tokens",
+            "2",
+        ],
         vec!["logits", "--ids", "2,notanumber"],
         vec!["logits", "--ids", "2,999999999"],
         vec!["info", "--model", bad],
@@ -197,6 +206,23 @@ fn errors_are_one_line_and_exit_nonzero() {
         assert!(lines[0].starts_with("gemma: error: "), "{args:?}: {err}");
     }
     let _ = std::fs::remove_file(bad_file);
+}
+
+/// An absurd `-n` is bounded by the context, not allocated up front.
+#[test]
+fn huge_max_tokens_is_bounded_by_the_context() {
+    let out = stdout_ok(&[
+        "run",
+        "--prompt",
+        "Hello",
+        "--temperature",
+        "0",
+        "--context",
+        "12",
+        "-n",
+        "100000000000",
+    ]);
+    assert!(!out.is_empty());
 }
 
 #[test]

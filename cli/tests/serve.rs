@@ -462,6 +462,24 @@ fn bad_requests_get_json_errors_and_the_server_stays_up() {
     assert_json_error(status, &body, "a prompt longer than the context");
     assert_eq!(body["error"]["code"], "context_length_exceeded");
 
+    // The operator's limits on prompt and reply lengths.
+    let limited = Server::start(&["--max-prompt-tokens", "40", "--max-tokens", "3"]);
+    let (status, _, body) = limited.post(chat, &chat_request(&"word ".repeat(60), 2));
+    assert_json_error(status, &body, "a prompt over --max-prompt-tokens");
+    assert_eq!(body["error"]["code"], "prompt_too_long");
+    let (status, _, body) = limited.post(chat, &chat_request("Hi", 4));
+    assert_json_error(status, &body, "max_tokens over --max-tokens");
+    assert_eq!(body["error"]["param"], "max_tokens");
+    let (status, _, body) = limited.post(
+        chat,
+        &json!({"messages": [{"role": "user", "content": "Hi"}], "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["usage"]["completion_tokens"].as_u64().unwrap() <= 3,
+        "{body}"
+    );
+
     let (status, body) = server.get("/no/such/route");
     assert_json_error(status, &body, "an unknown route");
     assert_eq!(server.get("/health"), (200, json!({"status": "ok"})));

@@ -24,6 +24,9 @@ pub struct AppState {
     pub model_id: String,
     /// Tokens per conversation: prompt plus completion must fit.
     pub context: usize,
+    /// The operator's limits (`--max-prompt-tokens`, `--max-tokens`).
+    pub max_prompt_tokens: usize,
+    pub max_tokens: usize,
     pub jobs: SyncSender<Job>,
 }
 
@@ -244,6 +247,16 @@ impl Gen {
             tok.encode_to_vec(text, true)
                 .map_err(|e| ApiError::bad_request("invalid_prompt", e.to_string()))?,
         );
+        if prompt.len() > state.max_prompt_tokens {
+            return Err(ApiError::bad_request(
+                "prompt_too_long",
+                format!(
+                    "the prompt has {} tokens, more than this server's limit of {}",
+                    prompt.len(),
+                    state.max_prompt_tokens
+                ),
+            ));
+        }
         let context = state.context;
         if prompt.len() >= context {
             return Err(ApiError::bad_request(
@@ -255,8 +268,15 @@ impl Gen {
             ));
         }
         let room = context - prompt.len();
+        let limit = state.max_tokens;
         let max_tokens = match max_tokens {
-            None => room,
+            None => room.min(limit),
+            Some(m) if m > limit as u64 => {
+                return Err(ApiError::invalid(
+                    max_tokens_param,
+                    format!("{max_tokens_param} {m} exceeds this server's limit of {limit}"),
+                ))
+            }
             Some(0) => {
                 return Err(ApiError::invalid(
                     max_tokens_param,

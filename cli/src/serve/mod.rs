@@ -52,6 +52,15 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger ones are refused with 413
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Longest prompt in tokens; longer ones are refused with 400
+    /// [default: the context less one]
+    #[arg(long)]
+    pub max_prompt_tokens: Option<usize>,
+    /// Most tokens one request may generate; larger `max_tokens` are
+    /// refused with 400, and requests without one get at most this many
+    /// [default: the rest of the context]
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
 }
 
 /// Context per conversation when `--context` is not given: the model's, but
@@ -102,6 +111,8 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         tokenizer: loaded.tokenizer(),
         model_id: model_id.clone(),
         context,
+        max_prompt_tokens: a.max_prompt_tokens.unwrap_or(usize::MAX),
+        max_tokens: a.max_tokens.unwrap_or(usize::MAX),
         jobs,
     });
     let app = router(state, a.max_body_bytes);
