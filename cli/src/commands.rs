@@ -286,6 +286,9 @@ fn show_value(v: &Value) -> String {
 
 pub fn info(a: InfoArgs) -> Result<()> {
     let loaded = load(&a.model)?;
+    if a.check {
+        return check_weights(&loaded);
+    }
     let model = loaded.model();
     let mut out = std::io::stdout().lock();
     let w =
@@ -379,4 +382,28 @@ pub fn convert(a: crate::ConvertArgs) -> Result<()> {
     let proto =
         std::fs::read(&a.tokenizer).map_err(|e| format!("{}: {e}", a.tokenizer.display()))?;
     gemma_platform::convert::gguf_to_sbs(&a.from, &a.to, codec, &proto).map_err(|e| e.to_string())
+}
+
+/// `gemma info --check`: one line per tensor with NaN or infinity.
+fn check_weights(loaded: &gemma_platform::LoadedModel) -> Result<()> {
+    let (found, checked) = crate::check::non_finite_tensors(loaded)?;
+    let mut out = std::io::stdout().lock();
+    for f in &found {
+        writeln!(
+            out,
+            "{}: {} NaN, {} infinite, first at element {}",
+            f.name, f.nan, f.inf, f.first
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    if found.is_empty() {
+        writeln!(out, "checked {checked} tensors: every weight is finite")
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {checked} tensors hold NaN or infinite weights",
+            found.len()
+        ))
+    }
 }

@@ -1,6 +1,7 @@
 //! `gemma`: run, inspect and tokenize with Gemma models from the command line.
 
 mod chat;
+mod check;
 mod client;
 mod commands;
 mod serve;
@@ -180,6 +181,10 @@ pub struct InfoArgs {
     /// Also print every tensor
     #[arg(long)]
     pub tensors: bool,
+    /// Decode every weight and report tensors holding NaN or infinity
+    /// (exits non-zero if any does)
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Args)]

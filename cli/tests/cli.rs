@@ -253,3 +253,39 @@ fn chat_flag_wraps_the_prompt_in_the_turn_template() {
     assert_eq!(ids[1], 105, "<start_of_turn>");
     assert!(ids.contains(&106), "<end_of_turn>");
 }
+
+/// `info --check` passes the real model and names the tensor where a
+/// synthetic model holds NaN and infinity.
+#[test]
+fn info_check_reports_non_finite_weights() {
+    let out = stdout_ok(&["info", "--check"]);
+    assert!(out.contains("every weight is finite"), "{out}");
+
+    let mut bytes =
+        gemma_platform::synthetic::tiny_model(&gemma_platform::synthetic::TinySpec::default());
+    let (name, offset) = {
+        let g = gemma_core::format::gguf::Gguf::parse(&bytes).unwrap();
+        let t = g
+            .tensors()
+            .find(|t| t.ty == gemma_core::quant::WeightType::F32 && t.data.len() >= 12)
+            .expect("an f32 tensor");
+        (
+            t.name.to_string(),
+            t.data.as_ptr() as usize - bytes.as_ptr() as usize,
+        )
+    };
+    bytes[offset + 4..offset + 8].copy_from_slice(&f32::NAN.to_le_bytes());
+    bytes[offset + 8..offset + 12].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    let path = std::env::temp_dir().join(format!("gemma-nan-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let out = gemma(&["info", "--check", "--model", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{name}: 1 NaN, 1 infinite, first at element 1")),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("gemma: error: 1 of "), "{stderr}");
+}
