@@ -35,8 +35,8 @@ fn trunc_i32_x86(v: f32) -> i32 {
     }
 }
 
-/// Encode one group of 1..=128 finite values into `out` (4 + len bytes).
-fn encode_group(x: &[f32], out: &mut [u8]) {
+/// A group's scale and its zero point before truncation.
+fn scale_and_zero(x: &[f32]) -> (f32, f32) {
     let mut mn = f32::MAX;
     let mut mx = f32::MIN;
     for &v in x {
@@ -48,7 +48,24 @@ fn encode_group(x: &[f32], out: &mut [u8]) {
         range = 1.0;
     }
     let scale = 255.0 / range;
-    let zp = trunc_i32_x86(-scale * mn - 128.0) as f32;
+    (scale, -scale * mn - 128.0)
+}
+
+/// The first element of the first group whose zero point does not fit an
+/// i32: gemma.cpp's encoder would store `i32::MIN` there and every value of
+/// the group would decode wrongly (a group lying more than about 2^23
+/// ranges from zero), so such input is refused instead.
+pub(crate) fn first_unrepresentable(src: &[f32]) -> Option<usize> {
+    src.chunks(GROUP).enumerate().find_map(|(g, x)| {
+        let (_, z) = scale_and_zero(x);
+        (!(-2_147_483_648.0..2_147_483_648.0).contains(&z)).then_some(g * GROUP)
+    })
+}
+
+/// Encode one group of 1..=128 finite values into `out` (4 + len bytes).
+fn encode_group(x: &[f32], out: &mut [u8]) {
+    let (scale, z) = scale_and_zero(x);
+    let zp = trunc_i32_x86(z) as f32;
     let inv_bits = bf16_from_f32(1.0 / scale);
     let zp_bits = bf16_from_f32(zp);
     let (head, codes) = out.split_at_mut(HEADER_BYTES);

@@ -21,6 +21,7 @@
 //! [`NUQ_ENCODE_SCRATCH_LEN`] floats (plus about 12 KiB of stack); nothing
 //! else needs more than 3 KiB of stack.
 
+pub mod bounds;
 pub mod float;
 pub mod i8;
 pub mod nuq;
@@ -147,7 +148,7 @@ pub enum CodecError {
     },
     /// `encode`: input `index` cannot be encoded: NaN or beyond ±1.875 for
     /// SFP/NUQ (scale the tensor first: [`scale_to_sfp_range`]), not finite
-    /// for I8.
+    /// for I8, or (I8) the first of a group whose zero point overflows.
     OutOfRange { codec: Codec, index: usize },
     /// `encode` to NUQ: the scratch buffer holds `got` floats, fewer than
     /// [`NUQ_ENCODE_SCRATCH_LEN`].
@@ -178,7 +179,11 @@ impl core::fmt::Display for CodecError {
                 codec.name()
             ),
             CodecError::OutOfRange { codec, index } => match codec {
-                Codec::I8 => write!(f, "i8 input {index} is not finite"),
+                Codec::I8 => write!(
+                    f,
+                    "i8 input {index} is not finite, or starts a group too far from zero \
+                     for its 8-bit zero point"
+                ),
                 _ => write!(
                     f,
                     "{} input {index} is NaN or beyond +-1.875 (scale the tensor first)",
@@ -241,6 +246,9 @@ pub fn encode(
         }
         Codec::I8 => {
             if let Some(index) = src.iter().position(|x| !x.is_finite()) {
+                return Err(CodecError::OutOfRange { codec, index });
+            }
+            if let Some(index) = i8::first_unrepresentable(src) {
                 return Err(CodecError::OutOfRange { codec, index });
             }
             i8::encode_unchecked(src, dst);
@@ -544,7 +552,7 @@ mod tests {
                     codec: Codec::I8,
                     index: 3,
                 },
-                "i8 input 3 is not finite",
+                "i8 input 3 is not finite, or starts a group too far from zero for its 8-bit zero point",
             ),
             (
                 CodecError::ScratchTooSmall {

@@ -2,5 +2,6 @@
 pub mod gguf;
 pub mod gguf_vocab;
 pub(crate) mod reader;
+pub mod safetensors;
 pub mod sbs;
 pub mod spm;
