@@ -285,6 +285,14 @@ fn show_value(v: &Value) -> String {
 }
 
 pub fn info(a: InfoArgs) -> Result<()> {
+    use crate::inspect::{self, Kind};
+    let path = a.model.path()?;
+    match inspect::kind(&path)? {
+        Kind::Model => {}
+        Kind::Safetensors => return inspect::safetensors(&path, a.tensors),
+        Kind::SafetensorsDir => return inspect::safetensors_dir(&path, a.tensors),
+        Kind::Other => return inspect::spm(&path),
+    }
     let loaded = load(&a.model)?;
     if a.check {
         return check_weights(&loaded);

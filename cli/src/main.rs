@@ -4,6 +4,7 @@ mod chat;
 mod check;
 mod client;
 mod commands;
+mod inspect;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -46,7 +47,7 @@ enum Command {
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// GGUF model file [default: $GEMMA_MODEL, else Gemma 3 270M, fetched and cached]
+    /// GGUF or gemma.cpp .sbs model file [default: $GEMMA_MODEL, else Gemma 3 270M, fetched and cached]
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
 }
@@ -54,13 +55,19 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// `--model`, else `$GEMMA_MODEL`, else the default model (fetched once).
     pub fn load(&self) -> Result<gemma_platform::LoadedModel, String> {
-        let path = match (&self.model, std::env::var_os("GEMMA_MODEL")) {
+        let path = self.path()?;
+        gemma_platform::LoadedModel::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The model's path: `--model`, else `$GEMMA_MODEL`, else the default
+    /// model (fetched once).
+    pub fn path(&self) -> Result<PathBuf, String> {
+        Ok(match (&self.model, std::env::var_os("GEMMA_MODEL")) {
             (Some(p), _) => p.clone(),
             (None, Some(p)) => PathBuf::from(p),
             (None, None) => gemma_platform::fetch::ensure_default_model(&mut std::io::stderr())
                 .map_err(|e| e.to_string())?,
-        };
-        gemma_platform::LoadedModel::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+        })
     }
 }
 

@@ -84,7 +84,22 @@ pub enum Format {
 
 /// `.sbs` files start with the blob-store magic "SBS\n" (layout V1 and the
 /// placeholder header of V2 alike).
-fn is_sbs(bytes: &[u8]) -> bool {
+/// Maps any file read-only (for tools that inspect files which are not
+/// models, such as safetensors checkpoints or tokenizer protos).
+pub fn map_file(path: &Path) -> std::io::Result<impl std::ops::Deref<Target = [u8]>> {
+    let file = File::open(path)?;
+    // SAFETY: as in `LoadedModel::open`: a read-only private map, valid
+    // while nobody truncates the file underneath it.
+    unsafe { Mmap::map(&file) }
+}
+
+/// Whether `bytes` start like a GGUF file.
+pub fn is_gguf(bytes: &[u8]) -> bool {
+    bytes.get(..4) == Some(&b"GGUF"[..])
+}
+
+/// Whether `bytes` start like a gemma.cpp `.sbs` blob store.
+pub fn is_sbs(bytes: &[u8]) -> bool {
     bytes.get(..4) == Some(&0x0A53_4253u32.to_le_bytes()[..])
 }
 

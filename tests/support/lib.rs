@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Tolerances of the real-generation acceptance criteria.
+pub mod hostile;
+
 pub mod tolerance {
     /// Each golden top-20 logit, teacher-forced.
     pub const TOP20_LOGIT: f32 = 0.005;

@@ -77,6 +77,9 @@ impl ModelConfig {
         if self.d_model == 0 || self.d_ff == 0 || self.vocab_size == 0 {
             return bad("dimensions must be non-zero");
         }
+        if self.context_length == 0 {
+            return bad("context length must be at least 1");
+        }
         if self.n_heads == 0
             || self.n_kv_heads == 0
             || !self.n_heads.is_multiple_of(self.n_kv_heads)
@@ -129,7 +132,7 @@ impl ModelConfig {
             usize::try_from(v)
                 .ok()
                 .filter(|&v| v <= 1 << 30)
-                .ok_or(ConfigError::Invalid(suffix))
+                .ok_or(ConfigError::OutOfRange(suffix))
         };
         let n_layers = uint(".block_count")?;
         let d_model = uint(".embedding_length")?;
@@ -333,6 +336,8 @@ pub enum ConfigError {
     UnsupportedArchitecture,
     Missing(&'static str),
     Invalid(&'static str),
+    /// A size in the metadata beyond 2^30.
+    OutOfRange(&'static str),
 }
 
 impl fmt::Display for ConfigError {
@@ -346,6 +351,9 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::Missing(what) => write!(f, "model metadata lacks {what}"),
             ConfigError::Invalid(what) => write!(f, "invalid model configuration: {what}"),
+            ConfigError::OutOfRange(what) => {
+                write!(f, "model metadata {what} is out of range (at most 2^30)")
+            }
         }
     }
 }
