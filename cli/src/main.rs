@@ -1,10 +1,12 @@
 //! `gemma`: run, inspect and tokenize with Gemma models from the command line.
 
+mod bench;
 mod chat;
 mod check;
 mod client;
 mod commands;
 mod inspect;
+mod perplexity;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -43,6 +45,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Chat with an OpenAI-compatible server, streaming the replies.
     Client(client::ClientArgs),
+    /// Measure prefill and decode speed, time to first token and memory.
+    Bench(bench::BenchArgs),
+    /// Cross-entropy and perplexity of the model over a text file.
+    Perplexity(perplexity::PerplexityArgs),
 }
 
 #[derive(Args, Clone)]
@@ -251,6 +257,8 @@ fn main() -> ExitCode {
         Command::Convert(a) => commands::convert(a),
         Command::Serve(a) => serve::serve(a),
         Command::Client(a) => client::client(a),
+        Command::Bench(a) => bench::bench(a),
+        Command::Perplexity(a) => perplexity::perplexity(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

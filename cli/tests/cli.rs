@@ -289,3 +289,92 @@ fn info_check_reports_non_finite_weights() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("gemma: error: 1 of "), "{stderr}");
 }
+
+/// `gemma perplexity` reproduces the goldens' mean NLL of every prompt.
+#[test]
+fn perplexity_matches_golden_prompt_nll() {
+    let dir = std::env::temp_dir().join(format!("gemma-ppl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for p in goldens()["prompts"].as_array().unwrap() {
+        let path = dir.join(format!("{}.txt", p["id"].as_str().unwrap()));
+        std::fs::write(&path, p["text"].as_str().unwrap()).unwrap();
+        let out: Value = serde_json::from_str(&stdout_ok(&[
+            "perplexity",
+            "--json",
+            "--file",
+            path.to_str().unwrap(),
+        ]))
+        .unwrap();
+        let want = p["prompt_mean_nll"].as_f64().unwrap();
+        let got = out["mean_nll"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-4, "{}: {got} vs {want}", p["id"]);
+        assert_eq!(
+            out["tokens"].as_u64().unwrap() as usize,
+            p["input_ids"].as_array().unwrap().len()
+        );
+        assert!((out["perplexity"].as_f64().unwrap() - want.exp()).abs() < 1e-3 * want.exp());
+    }
+    // Windows: every token is still scored exactly once.
+    let code = dir.join("code.txt");
+    let windowed: Value = serde_json::from_str(&stdout_ok(&[
+        "perplexity",
+        "--json",
+        "--ctx",
+        "8",
+        "--stride",
+        "4",
+        "--file",
+        code.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(windowed["scored"], 18);
+    assert_eq!(windowed["windows"], 4);
+    assert!(windowed["mean_nll"]
+        .as_f64()
+        .is_some_and(|x| x.is_finite() && x > 0.0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `gemma bench --json` reports every field the benchmark script reads.
+#[test]
+fn bench_json_has_every_field() {
+    let path = std::env::temp_dir().join(format!("gemma-bench-{}.gguf", std::process::id()));
+    std::fs::write(
+        &path,
+        gemma_platform::synthetic::tiny_model(&gemma_platform::synthetic::TinySpec::default()),
+    )
+    .unwrap();
+    let out = stdout_ok(&[
+        "bench",
+        "--json",
+        "--model",
+        path.to_str().unwrap(),
+        "--prompt-tokens",
+        "40",
+        "--decode-tokens",
+        "8",
+        "--runs",
+        "2",
+        "--threads",
+        "1",
+    ]);
+    let _ = std::fs::remove_file(&path);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    for k in [
+        "prefill_tok_s",
+        "prefill_64_tok_s",
+        "decode_tok_s",
+        "ttft_ms",
+        "load_ms",
+    ] {
+        assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
+    }
+    assert_eq!(v["threads"], 1);
+    assert_eq!(v["prefill_tokens"], 40);
+    assert_eq!(v["prefill_64_tokens"], 40);
+    assert_eq!(v["decode_tokens"], 8);
+    assert!(
+        v["peak_rss_bytes"].as_u64().is_some_and(|b| b > 1 << 20),
+        "{v}"
+    );
+}

@@ -1,0 +1,152 @@
+//! `gemma perplexity --file text.txt`: the model's cross-entropy on a text
+//! (mean negative log-likelihood of each token given those before it, in
+//! nats) and its perplexity, `exp(mean NLL)`.
+//!
+//! The text is encoded as the goldens do (BOS + ids, no chat template).
+//! Texts longer than `--ctx` are scored in windows of `--ctx` tokens that
+//! advance by `--stride`; each token is scored once, by the first window
+//! whose context reaches it after its first `ctx - stride` tokens (all
+//! tokens of the first window are scored), as Hugging Face's strided
+//! perplexity does.
+
+use crate::{ComputeArgs, ModelArgs};
+use clap::Args;
+use gemma_core::exec::Executor;
+use gemma_core::generate::Session;
+use gemma_platform::{RayonExecutor, SessionBuffers};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// The text to score (UTF-8)
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Tokens per window [default: the whole text, at most 4096]
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    /// Tokens each window advances [default: half the window]
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Positions whose logits are computed together (the output projection
+/// reads its weights once per group).
+const LOGIT_ROWS: usize = 8;
+
+/// `-log softmax(logits)[target]`, in f64.
+fn nll(logits: &[f32], target: u32) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    max + sum.ln() - logits[target as usize] as f64
+}
+
+pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
+    let text = std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
+    let text =
+        String::from_utf8(text).map_err(|e| format!("{}: not UTF-8 ({e})", a.file.display()))?;
+    let loaded = a.model.load()?;
+    let model = loaded.model();
+    let tok = loaded.tokenizer();
+    let mut ids = vec![tok.bos_id()];
+    ids.extend(tok.encode_to_vec(&text, true).map_err(|e| e.to_string())?);
+    if ids.len() < 2 {
+        return Err("the text has no tokens to score".into());
+    }
+    let n = ids.len();
+    let ctx = a
+        .ctx
+        .unwrap_or(n.min(4096))
+        .min(model.config.context_length);
+    if ctx < 2 {
+        return Err(format!("--ctx {ctx}: a window needs at least 2 tokens"));
+    }
+    let stride = a.stride.unwrap_or(ctx / 2).max(1);
+    if stride > ctx {
+        return Err(format!("--stride {stride} exceeds --ctx {ctx}"));
+    }
+    let batch = (a.compute.batch as usize).min(ctx);
+    let mut bufs =
+        SessionBuffers::new(&model, ctx, batch).ok_or("context too large to allocate")?;
+    let mut session = Session::new(&model, ctx, batch, &mut bufs.floats, &mut bufs.candidates)
+        .map_err(|e| e.to_string())?;
+    let exec = RayonExecutor::new(a.compute.threads)
+        .map_err(|e| format!("cannot start worker threads: {e}"))?;
+    let (d, vocab) = (model.config.d_model, model.config.vocab_size);
+    let mut hidden = vec![0f32; ctx * d];
+    let mut logits = vec![0f32; LOGIT_ROWS * vocab];
+
+    let mut total = 0f64;
+    let mut scored = 0usize;
+    // Tokens 1.. are predicted; `next` is the first not yet scored.
+    let mut next = 1usize;
+    let mut begin = 0usize;
+    let mut windows = 0usize;
+    exec.install(|| -> Result<(), String> {
+        while next < n {
+            let end = (begin + ctx).min(n);
+            let window = &ids[begin..end];
+            session.reset();
+            for (c, chunk) in window.chunks(batch).enumerate() {
+                let h = session
+                    .forward_chunk(&exec, chunk, 0)
+                    .map_err(|e| e.to_string())?;
+                hidden[c * batch * d..(c * batch + chunk.len()) * d].copy_from_slice(h);
+            }
+            // Window position p predicts ids[begin + p + 1].
+            let first = next - 1 - begin;
+            let last = window.len() - 1;
+            let mut p = first;
+            while p < last {
+                let rows = LOGIT_ROWS.min(last - p);
+                model.logits(&exec, &hidden[p * d..(p + rows) * d], rows, &mut logits);
+                for r in 0..rows {
+                    let target = ids[begin + p + r + 1];
+                    total += nll(&logits[r * vocab..(r + 1) * vocab], target);
+                }
+                p += rows;
+            }
+            scored += last - first;
+            next = end;
+            windows += 1;
+            if end == n {
+                break;
+            }
+            begin += stride;
+        }
+        Ok(())
+    })?;
+    let mean = total / scored as f64;
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "tokens": n,
+                "scored": scored,
+                "windows": windows,
+                "ctx": ctx,
+                "stride": stride,
+                "threads": exec.threads(),
+                "mean_nll": mean,
+                "perplexity": mean.exp(),
+            })
+        );
+    } else {
+        println!(
+            "{} tokens, {scored} scored in {windows} window(s) of {ctx} (stride {stride})",
+            n
+        );
+        println!(
+            "cross-entropy {mean:.4} nats/token, perplexity {:.3}",
+            mean.exp()
+        );
+    }
+    Ok(())
+}
