@@ -277,42 +277,7 @@ fn order_key(v: f32) -> u32 {
     }
 }
 
-/// `e^x` for `x <= 0` (and `-inf`), in `f32`, branch-free so it vectorizes.
-/// Cody-Waite reduction and the Cephes `expf` polynomial: within 2 ulp of
-/// the true value on `[-87, 0]`, exactly `1.0` at 0, and `0.0` below -87
-/// (where the true value is under `f32::MIN_POSITIVE`, so nothing of
-/// consequence is lost). Only basic IEEE operations: bit-identical results
-/// on every platform. Positive or NaN input gives an unspecified value.
-#[inline]
-pub fn exp_nonpositive(x: f32) -> f32 {
-    const LOG2E: f32 = core::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // 1.5 * 2^23: adding and subtracting rounds to an integer (ties to even).
-    const ROUND: f32 = 12_582_912.0;
-    let underflow = x.is_nan() || x < -87.0;
-    let xc = if underflow { 0.0 } else { x };
-    let shifted = xc * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    // `shifted` lies in [2^23, 2^24), so its low mantissa bits hold n itself:
-    // no float-to-int conversion needed (keeps the loop vectorizable).
-    let ni = (shifted.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let mut q = 1.987_569_1e-4f32;
-    q = q * r + 1.398_199_9e-3;
-    q = q * r + 8.333_452e-3;
-    q = q * r + 4.166_579_6e-2;
-    q = q * r + 1.666_666_5e-1;
-    q = q * r + 0.5; // Cephes: 5.0000001201e-1, which is 0.5 in f32
-    let y = q * r * r + r + 1.0;
-    // n is in [-126, 0] here, so 2^n is a normal number.
-    let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
-    if underflow {
-        0.0
-    } else {
-        y * scale
-    }
-}
+pub use crate::kernels::ops::exp_nonpositive;
 
 /// Largest non-NaN value of `xs` (`-inf` if there is none). Eight independent
 /// lanes so it vectorizes.

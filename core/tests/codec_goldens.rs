@@ -8,20 +8,9 @@ use gemma_core::codec::sfp;
 use gemma_core::codec::{
     decode, dot, encode, scale_to_sfp_range, Codec, CodecError, NUQ_ENCODE_SCRATCH_LEN,
 };
-use std::path::PathBuf;
 
-fn data(name: &str) -> Vec<u8> {
-    let p: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "tests",
-        "data",
-        "gemmacpp",
-        name,
-    ]
-    .iter()
-    .collect();
-    std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-}
+mod common;
+use common::data;
 
 fn words<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
     assert_eq!(bytes.len() % N, 0);

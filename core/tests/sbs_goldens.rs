@@ -11,20 +11,9 @@ use gemma_core::format::sbs::{
     Model, ModelConfig, PostNormType, PostQkType, PromptWrapping, QueryScaleType, ReadStats,
     SbsError, TensorType, Toc, TocEntry, VitConfig,
 };
-use std::path::PathBuf;
 
-fn data(name: &str) -> Vec<u8> {
-    let p: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "tests",
-        "data",
-        "gemmacpp",
-        name,
-    ]
-    .iter()
-    .collect();
-    std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-}
+mod common;
+use common::data;
 
 // ---- a minimal JSON reader for the goldens (core has no JSON dependency) ----
 

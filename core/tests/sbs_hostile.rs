@@ -9,20 +9,9 @@ use gemma_core::format::sbs::fields::{self, Fields, Visitor};
 use gemma_core::format::sbs::{
     write_toc, BlobStore, LayerConfig, ModelConfig, SbsError, SbsFile, Toc, TocEntry,
 };
-use std::path::PathBuf;
 
-fn data(name: &str) -> Vec<u8> {
-    let p: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "tests",
-        "data",
-        "gemmacpp",
-        name,
-    ]
-    .iter()
-    .collect();
-    std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-}
+mod common;
+use common::data;
 
 // Where things are in blobstore_tiny.sbs (3 blobs, 65536 bytes).
 const KEYS: usize = 65424;

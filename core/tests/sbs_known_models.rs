@@ -7,20 +7,9 @@ use gemma_core::format::sbs::{
     ConfigStorage, KnownModel, Model, ModelConfig, PromptWrapping, QueryScaleType, TensorType, Toc,
     KNOWN_MODELS,
 };
-use std::path::PathBuf;
 
-fn data(name: &str) -> Vec<u8> {
-    let p: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "tests",
-        "data",
-        "gemmacpp",
-        name,
-    ]
-    .iter()
-    .collect();
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+mod common;
+use common::data;
 
 /// One row of the model cards: layers, width, FFW width, heads, KV heads,
 /// head dim, vocabulary, context, local window (0: none), layers per

@@ -5,7 +5,9 @@
 use gemma_core::format::sbs::{write_toc, BlobStore, Directory, ModelConfig, Toc};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::path::PathBuf;
+
+mod common;
+use common::data;
 
 struct Counting;
 
@@ -43,19 +45,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn data(name: &str) -> Vec<u8> {
-    let p: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "tests",
-        "data",
-        "gemmacpp",
-        name,
-    ]
-    .iter()
-    .collect();
-    std::fs::read(&p).unwrap()
-}
 
 fn count_allocs<R>(f: impl FnOnce() -> R) -> (R, usize) {
     ALLOCS.with(|a| a.set(0));

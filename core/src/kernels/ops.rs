@@ -195,34 +195,65 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
 }
 
-/// `e^x` to about one ulp, branch-free so loops over slices vectorize
-/// (libm's `expf` does not). Inputs below -87.3 give about 1e-38 instead
-/// of a subnormal or zero, which no softmax or GELU can tell apart; NaN
-/// stays NaN.
+/// Cephes' `expf` polynomial: `e^r` for `r` in `[-ln2/2, ln2/2]`.
+#[inline]
+fn exp_reduced(r: f32) -> f32 {
+    let mut q = 1.987_569_1e-4f32;
+    q = q * r + 1.398_199_9e-3;
+    q = q * r + 8.333_452e-3;
+    q = q * r + 4.166_579_6e-2;
+    q = q * r + 1.666_666_5e-1;
+    q = q * r + 0.5; // Cephes: 5.0000001201e-1, which is 0.5 in f32
+    q * r * r + r + 1.0
+}
+
+/// ln 2 split so that `n * LN2_HI` is exact for the `n` that occur.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// 1.5 * 2^23: adding and subtracting rounds to an integer (ties to even).
+const ROUND: f32 = 12_582_912.0;
+
+/// `e^x` to about one ulp for any `x`, branch-free so loops over slices
+/// vectorize (libm's `expf` does not). Inputs below -87.3 give about 1e-38
+/// instead of a subnormal or zero, which no softmax or GELU can tell apart;
+/// above 88.7, about 3.4e38; NaN stays NaN.
 #[inline]
 pub fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = core::f32::consts::LOG2_E;
-    // ln 2 split so that n * LN2_HI is exact for the n that occur.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
-    const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E + ROUND) - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    // Minimax polynomial for e^r on [-ln2/2, ln2/2] (Cephes' expf).
-    let mut p = 1.987_569_1e-4;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
+    let n = (x * core::f32::consts::LOG2_E + ROUND) - ROUND;
+    let e = exp_reduced(x - n * LN2_HI - n * LN2_LO);
     // n is in [-126, 128]; 2^n in two steps keeps both factors normal.
     let n = n as i32;
     let half = n >> 1;
     let two_to = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
     e * two_to(half) * two_to(n - half)
+}
+
+/// `e^x` for `x <= 0` (and `-inf`), in `f32`, branch-free so it vectorizes.
+/// Cody-Waite reduction and the Cephes `expf` polynomial: within 2 ulp of
+/// the true value on `[-87, 0]`, exactly `1.0` at 0, and `0.0` below -87
+/// (where the true value is under `f32::MIN_POSITIVE`, so nothing of
+/// consequence is lost). Only basic IEEE operations: bit-identical results
+/// on every platform. Positive or NaN input gives an unspecified value.
+#[inline]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    let underflow = x.is_nan() || x < -87.0;
+    let xc = if underflow { 0.0 } else { x };
+    let shifted = xc * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    // `shifted` lies in [2^23, 2^24), so its low mantissa bits hold n itself:
+    // no float-to-int conversion needed (keeps the loop vectorizable).
+    let ni = (shifted.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let y = exp_reduced(r);
+    // n is in [-126, 0] here, so 2^n is a normal number.
+    let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
+    if underflow {
+        0.0
+    } else {
+        y * scale
+    }
 }
 
 /// `gate[i] = gelu_tanh(gate[i]) * up[i]`, the gated FFW activation, over

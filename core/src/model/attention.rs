@@ -6,7 +6,7 @@
 use super::config::ModelConfig;
 use super::kv_cache::KvCache;
 use crate::exec::Executor;
-use crate::kernels::ops::{axpy, dot, exp, softcap};
+use crate::kernels::ops::{axpy, dot, exp_nonpositive, softcap};
 
 /// Keys scored together before their softmax weights are applied.
 const KEY_BLOCK: usize = 32;
@@ -87,12 +87,14 @@ pub fn attend(
             }
             if block_max > max {
                 // Rescale what was accumulated under the old maximum.
-                let r = exp(max - block_max);
+                let r = exp_nonpositive(max - block_max);
                 sum *= r;
                 acc.iter_mut().for_each(|a| *a *= r);
                 max = block_max;
             }
-            scores.iter_mut().for_each(|s| *s = exp(*s - max));
+            scores
+                .iter_mut()
+                .for_each(|s| *s = exp_nonpositive(*s - max));
             for (&p, pos) in scores.iter().zip(first..=last) {
                 sum += p;
                 let v = &cache.value(layer, pos)[kv_head * hd..(kv_head + 1) * hd];
