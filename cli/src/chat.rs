@@ -39,6 +39,9 @@ pub struct ChatArgs {
     /// Context length to allocate, at most the model's [default: 4096, or the model's if smaller]
     #[arg(long)]
     pub context: Option<usize>,
+    /// Most tokens one user message may take (template included); longer ones are refused [default: no limit but the context]
+    #[arg(long)]
+    pub max_prompt_tokens: Option<usize>,
     /// Instructions prepended to the first user message
     #[arg(long)]
     pub system: Option<String>,
@@ -233,6 +236,7 @@ struct Chat<'m> {
     /// `<end_of_turn>\n<start_of_turn>model\n`: closes a user message.
     open_reply: Vec<u32>,
     max_tokens: usize,
+    max_prompt_tokens: usize,
     system: Option<String>,
     stats: bool,
     now: Transcript,
@@ -279,6 +283,14 @@ impl Chat<'_> {
                 return Ok(());
             }
         };
+        if turn.len() > self.max_prompt_tokens {
+            eprintln!(
+                "gemma: the message takes {} tokens, more than --max-prompt-tokens {}",
+                turn.len(),
+                self.max_prompt_tokens
+            );
+            return Ok(());
+        }
         let base = self.now.tokens.len();
         if first {
             self.now.tokens.push(self.tok.bos_id());
@@ -456,6 +468,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         close_turn: special("<end_of_turn>\n")?,
         open_reply: special("<end_of_turn>\n<start_of_turn>model\n")?,
         max_tokens: a.max_tokens,
+        max_prompt_tokens: a.max_prompt_tokens.unwrap_or(usize::MAX),
         system: a.system,
         stats: a.stats,
         now: Transcript::default(),

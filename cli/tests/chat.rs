@@ -287,3 +287,23 @@ fn a_full_context_is_reported_and_the_session_goes_on() {
     assert_eq!(a, b);
     assert!(first_reply().starts_with(a.strip_suffix('\n').unwrap()));
 }
+
+#[test]
+fn a_message_over_max_prompt_tokens_is_refused_and_the_session_goes_on() {
+    // The limit lets FIRST's turn through exactly; twice FIRST is over it.
+    let limit = encode(&user_turn(FIRST)).len();
+    let long = format!("{FIRST} {FIRST}");
+    assert!(encode(&user_turn(&long)).len() > limit);
+    let s = chat_with(
+        &["--max-prompt-tokens", &limit.to_string()],
+        &[&long, FIRST],
+    );
+    assert_eq!(s.stats().len(), 1, "{}", s.stderr);
+    assert_eq!(
+        s.stderr_lines_with("more than --max-prompt-tokens"),
+        1,
+        "{}",
+        s.stderr
+    );
+    assert!(first_reply().starts_with(s.stdout.strip_suffix('\n').unwrap()));
+}
