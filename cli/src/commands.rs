@@ -293,6 +293,9 @@ pub fn info(a: InfoArgs) -> Result<()> {
         Kind::SafetensorsDir => return inspect::safetensors_dir(&path, a.tensors),
         Kind::Other => return inspect::spm(&path),
     }
+    if let (true, Some(reference)) = (a.distortion, &a.reference) {
+        return crate::compare::distortion(&path, reference);
+    }
     let loaded = load(&a.model)?;
     if a.check {
         return check_weights(&loaded);
@@ -389,7 +392,29 @@ pub fn convert(a: crate::ConvertArgs) -> Result<()> {
         })?;
     let proto =
         std::fs::read(&a.tokenizer).map_err(|e| format!("{}: {e}", a.tokenizer.display()))?;
-    gemma_platform::convert::gguf_to_sbs(&a.from, &a.to, codec, &proto).map_err(|e| e.to_string())
+    if !a.distortion {
+        return gemma_platform::convert::gguf_to_sbs(&a.from, &a.to, codec, &proto)
+            .map_err(|e| e.to_string());
+    }
+    let list = gemma_platform::convert::gguf_to_sbs_measured(&a.from, &a.to, codec, &proto)
+        .map_err(|e| e.to_string())?;
+    let mut total = gemma_platform::compare::Distortion::default();
+    let mut out = std::io::stdout().lock();
+    for t in &list {
+        writeln!(
+            out,
+            "{}",
+            crate::compare::distortion_line(&t.name, t.codec.name(), &t.distortion)
+        )
+        .map_err(|e| e.to_string())?;
+        total.merge(&t.distortion);
+    }
+    writeln!(
+        out,
+        "{}",
+        crate::compare::distortion_line("all tensors", "", &total)
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// `gemma info --check`: one line per tensor with NaN or infinity.

@@ -5,6 +5,7 @@ mod chat;
 mod check;
 mod client;
 mod commands;
+mod compare;
 mod inspect;
 mod perplexity;
 mod serve;
@@ -47,6 +48,8 @@ enum Command {
     Client(client::ClientArgs),
     /// Measure prefill and decode speed, time to first token and memory.
     Bench(bench::BenchArgs),
+    /// Which blobs of two .sbs files differ, and by how much their tensors do.
+    Compare(compare::CompareArgs),
     /// Cross-entropy and perplexity of the model over a text file.
     Perplexity(perplexity::PerplexityArgs),
 }
@@ -198,6 +201,13 @@ pub struct InfoArgs {
     /// (exits non-zero if any does)
     #[arg(long)]
     pub check: bool,
+    /// Each tensor's compression error (SNR, max and mean absolute error)
+    /// against the same tensor of --reference (an .sbs, e.g. the F32 one)
+    #[arg(long, requires = "reference")]
+    pub distortion: bool,
+    /// The reference file for --distortion
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -215,6 +225,10 @@ pub struct ConvertArgs {
     /// one); e.g. gemma.cpp's or Hugging Face's `tokenizer.model`
     #[arg(long)]
     pub tokenizer: PathBuf,
+    /// Print each tensor's compression error (SNR, max and mean absolute
+    /// error of the decoded weights against the source's)
+    #[arg(long)]
+    pub distortion: bool,
 }
 
 /// Help and version go out as clap renders them; a usage mistake becomes the
@@ -258,6 +272,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::serve(a),
         Command::Client(a) => client::client(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Compare(a) => compare::compare(a),
         Command::Perplexity(a) => perplexity::perplexity(a),
     };
     match result {

@@ -378,3 +378,103 @@ fn bench_json_has_every_field() {
         "{v}"
     );
 }
+
+/// `gemma compare` and `gemma info --distortion` on two small `.sbs` files
+/// holding the same values as F32 and as SFP.
+#[test]
+fn compare_reports_identical_files_and_codec_distortion() {
+    use gemma_core::codec::{self, Codec};
+    use gemma_core::format::sbs::{ModelConfig, TocEntry};
+    let dir = std::env::temp_dir().join(format!("gemma-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let values: Vec<f32> = (0..4 * 300)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+        .collect();
+    let write = |name: &str, c: Codec| {
+        let mut bytes = vec![0u8; c.bytes_for(values.len()).unwrap()];
+        codec::encode(c, &values, &mut bytes, &mut []).unwrap();
+        let entry = TocEntry::new("w", c, 4, 300, 1.0).unwrap();
+        let file = gemma_platform::sbs_writer::write_model(
+            Vec::new(),
+            &ModelConfig::default(),
+            b"tok",
+            [(entry, &bytes[..])],
+        )
+        .unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, file).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (f32_path, sfp_path) = (write("a.sbs", Codec::F32), write("b.sbs", Codec::SFP));
+    let same = stdout_ok(&["compare", &f32_path, &f32_path]);
+    assert!(same.trim_end().ends_with("identical: 4 blobs"), "{same}");
+    let diff = stdout_ok(&["compare", &f32_path, &sfp_path]);
+    let line = diff.lines().find(|l| l.contains("f32->sfp")).expect(&diff);
+    let snr: f64 = line
+        .split("SNR")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((20.0..45.0).contains(&snr), "{line}");
+    assert!(diff.contains("blobs differ"), "{diff}");
+    let info = stdout_ok(&[
+        "info",
+        "--distortion",
+        "--reference",
+        &f32_path,
+        "--model",
+        &sfp_path,
+    ]);
+    assert!(
+        info.lines()
+            .any(|l| l.contains("w ") && l.contains("f32->sfp")),
+        "{info}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `gemma convert --distortion` prints every tensor's compression error:
+/// SFP matrices lose about 30 dB, BF16 tensors far less.
+#[test]
+fn convert_prints_each_tensors_distortion() {
+    let out_path =
+        std::env::temp_dir().join(format!("gemma-distortion-{}.sbs", std::process::id()));
+    let spm = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/data/gemma3-tokenizer.spm");
+    let out = stdout_ok(&[
+        "convert",
+        "--from",
+        real_model_path().to_str().unwrap(),
+        "--to",
+        out_path.to_str().unwrap(),
+        "--weights",
+        "sfp",
+        "--tokenizer",
+        spm.to_str().unwrap(),
+        "--distortion",
+    ]);
+    let _ = std::fs::remove_file(&out_path);
+    let snr = |l: &str| -> f64 {
+        l.split("SNR")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or(f64::INFINITY)
+    };
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 183, "182 tensors and a total");
+    for l in &lines[..182] {
+        if l.contains(" sfp ") {
+            assert!((25.0..40.0).contains(&snr(l)), "{l}");
+        } else {
+            assert!(l.contains(" bf16 ") && snr(l) > 45.0, "{l}");
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! (the largest, the embedding, is the peak: `vocab * d_model` floats), and
 //! the file is renamed into place once complete.
 
+use crate::compare::Distortion;
 use crate::sbs_writer::{toc_bytes, BlobWriter};
 use gemma_core::codec::{self, Codec, NUQ_ENCODE_SCRATCH_LEN};
 use gemma_core::format::gguf::Gguf;
@@ -109,6 +110,17 @@ struct Out {
     w: BlobWriter<BufWriter<File>>,
     records: Vec<(String, Codec, u32, u32, f32)>,
     scratch: Vec<f32>,
+    /// Each tensor's compression error, when asked for.
+    distortions: Option<Vec<TensorDistortion>>,
+}
+
+/// How much one tensor lost to its codec: decoded values against the
+/// values that were encoded (what `gemma convert --distortion` prints).
+#[derive(Clone, Debug)]
+pub struct TensorDistortion {
+    pub name: String,
+    pub codec: Codec,
+    pub distortion: Distortion,
 }
 
 impl Out {
@@ -131,6 +143,25 @@ impl Out {
         let mut dst = vec![0u8; bytes];
         codec::encode(codec, &values, &mut dst, &mut self.scratch)
             .map_err(|e| err(format!("{name}: {e}")))?;
+        if let Some(list) = &mut self.distortions {
+            let mut back = vec![0f32; values.len()];
+            codec::decode(codec, &dst, 0, &mut back).map_err(|e| err(format!("{name}: {e}")))?;
+            // Compare in the tensor's own units: undo the SFP/NUQ tensor
+            // scale on both sides.
+            let mut d = Distortion::default();
+            if scale == 1.0 {
+                d.add(&values, &back);
+            } else {
+                let orig: Vec<f32> = values.iter().map(|v| v * scale).collect();
+                back.iter_mut().for_each(|v| *v *= scale);
+                d.add(&orig, &back);
+            }
+            list.push(TensorDistortion {
+                name: name.clone(),
+                codec,
+                distortion: d,
+            });
+        }
         self.w
             .add(&name, &dst)
             .map_err(|e| err(format!("{name}: {e}")))?;
@@ -165,6 +196,26 @@ pub fn gguf_to_sbs(
     weights: Codec,
     tokenizer: &[u8],
 ) -> Result<(), ConvertError> {
+    convert(from, to, weights, tokenizer, false).map(|_| ())
+}
+
+/// [`gguf_to_sbs`], also returning every tensor's compression error.
+pub fn gguf_to_sbs_measured(
+    from: &Path,
+    to: &Path,
+    weights: Codec,
+    tokenizer: &[u8],
+) -> Result<Vec<TensorDistortion>, ConvertError> {
+    convert(from, to, weights, tokenizer, true).map(|d| d.unwrap_or_default())
+}
+
+fn convert(
+    from: &Path,
+    to: &Path,
+    weights: Codec,
+    tokenizer: &[u8],
+    measure: bool,
+) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
     let loaded = crate::LoadedModel::open(from).map_err(|e| err(e.to_string()))?;
     let g = loaded
         .gguf()
@@ -200,6 +251,7 @@ pub fn gguf_to_sbs(
             w,
             records: Vec::new(),
             scratch: vec![0f32; NUQ_ENCODE_SCRATCH_LEN],
+            distortions: measure.then(Vec::new),
         };
         write_tensors(&g, &cfg, weights, small, &mut out)?;
         let known = KnownModel::get(model).ok_or_else(|| err("unknown gemma.cpp model"))?;
@@ -210,13 +262,19 @@ pub fn gguf_to_sbs(
             PromptWrapping::GemmaPt,
             &mut storage,
         );
-        let mut w = out.w;
+        let Out {
+            mut w,
+            records,
+            distortions,
+            ..
+        } = out;
+        let out_records = records;
         w.add_fields("config", &sbs_cfg)
             .map_err(|e| err(e.to_string()))?;
         w.add("tokenizer", tokenizer)
             .map_err(|e| err(e.to_string()))?;
-        let mut entries = Vec::with_capacity(out.records.len());
-        for (name, codec, rows, cols, scale) in &out.records {
+        let mut entries = Vec::with_capacity(out_records.len());
+        for (name, codec, rows, cols, scale) in &out_records {
             entries.push(
                 TocEntry::new(name, *codec, *rows, *cols, *scale)
                     .ok_or_else(|| err(format!("{name}: counts overflow")))?,
@@ -228,10 +286,12 @@ pub fn gguf_to_sbs(
         buf.flush().map_err(|e| err(e.to_string()))?;
         let file = buf.into_inner().map_err(|e| err(e.to_string()))?;
         file.sync_all().map_err(|e| err(e.to_string()))?;
-        Ok(())
+        Ok(distortions)
     })();
     match result {
-        Ok(()) => std::fs::rename(&tmp, to).map_err(|e| err(format!("{}: {e}", to.display()))),
+        Ok(d) => std::fs::rename(&tmp, to)
+            .map(|()| d)
+            .map_err(|e| err(format!("{}: {e}", to.display()))),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)

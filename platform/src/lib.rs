@@ -5,6 +5,7 @@
 //! demos).
 
 pub mod capi;
+pub mod compare;
 pub mod conversation;
 pub mod convert;
 pub mod exec;
