@@ -68,7 +68,7 @@ gemma_run() { # threads
 }
 
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "# gemma-rs vs llama.cpp ($(basename "$bench_llama" | head -c0)$(dirname "$(dirname "$(dirname "$bench_llama")")" | xargs basename))"
+echo "# gemma-rs vs llama.cpp ($(dirname "$(dirname "$(dirname "$bench_llama")")" | xargs basename))"
 echo
 echo "CPU: $cpu, $(nproc) cores; model: $(basename "$model"); $runs alternating runs, best of each"
 echo
