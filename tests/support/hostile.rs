@@ -125,6 +125,20 @@ pub fn gguf_cases() -> Cases {
             ),
         ),
         ("truncated_model", tiny[..tiny.len() / 2].to_vec()),
+        ("value_string_2e62", {
+            // The architecture string's length, inside an otherwise valid model.
+            let mut b = tiny.clone();
+            let at = after_key(&b, "general.architecture") + 4;
+            put(&mut b, at, &(1u64 << 62).to_le_bytes());
+            b
+        }),
+        ("token_string_2e62", {
+            // The first vocabulary entry's length.
+            let mut b = tiny.clone();
+            let at = after_key(&b, "tokenizer.ggml.tokens") + 4 + 4 + 8;
+            put(&mut b, at, &(1u64 << 62).to_le_bytes());
+            b
+        }),
         ("zero_layers", gguf_meta_u32("gemma3.block_count", 0)),
         (
             "million_layers",
