@@ -390,14 +390,28 @@ pub fn convert(a: crate::ConvertArgs) -> Result<()> {
                 a.weights
             )
         })?;
-    let proto =
-        std::fs::read(&a.tokenizer).map_err(|e| format!("{}: {e}", a.tokenizer.display()))?;
+    let proto = match &a.tokenizer {
+        Some(p) => Some(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => None,
+    };
+    let list = if a.from.is_dir() {
+        gemma_platform::hf::hf_to_sbs(&a.from, &a.to, codec, proto.as_deref(), a.distortion)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default()
+    } else {
+        let proto = proto.ok_or(
+            "--tokenizer is required for a GGUF model (GGUF carries no SentencePiece proto)",
+        )?;
+        if !a.distortion {
+            return gemma_platform::convert::gguf_to_sbs(&a.from, &a.to, codec, &proto)
+                .map_err(|e| e.to_string());
+        }
+        gemma_platform::convert::gguf_to_sbs_measured(&a.from, &a.to, codec, &proto)
+            .map_err(|e| e.to_string())?
+    };
     if !a.distortion {
-        return gemma_platform::convert::gguf_to_sbs(&a.from, &a.to, codec, &proto)
-            .map_err(|e| e.to_string());
+        return Ok(());
     }
-    let list = gemma_platform::convert::gguf_to_sbs_measured(&a.from, &a.to, codec, &proto)
-        .map_err(|e| e.to_string())?;
     let mut total = gemma_platform::compare::Distortion::default();
     let mut out = std::io::stdout().lock();
     for t in &list {

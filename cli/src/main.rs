@@ -212,7 +212,8 @@ pub struct InfoArgs {
 
 #[derive(Args)]
 pub struct ConvertArgs {
-    /// The GGUF model to read
+    /// The model to read: a GGUF file, or a Hugging Face checkpoint
+    /// directory (config.json, model.safetensors or shards with their index)
     #[arg(long)]
     pub from: PathBuf,
     /// The `.sbs` file to write (replaced atomically)
@@ -221,10 +222,11 @@ pub struct ConvertArgs {
     /// Codec for the weight matrices: f32, bf16, sfp, nuq or i8
     #[arg(long, default_value = "sfp")]
     pub weights: String,
-    /// The SentencePiece model proto to embed (GGUF files do not carry
-    /// one); e.g. gemma.cpp's or Hugging Face's `tokenizer.model`
+    /// The SentencePiece model proto to embed, e.g. gemma.cpp's or Hugging
+    /// Face's `tokenizer.model` [default: the checkpoint directory's
+    /// tokenizer.model; required for GGUF, which carries no proto]
     #[arg(long)]
-    pub tokenizer: PathBuf,
+    pub tokenizer: Option<PathBuf>,
     /// Print each tensor's compression error (SNR, max and mean absolute
     /// error of the decoded weights against the source's)
     #[arg(long)]

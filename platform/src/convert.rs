@@ -1,6 +1,8 @@
-//! GGUF Gemma model → gemma.cpp `.sbs` single-file model.
+//! Gemma model (GGUF file, or a Hugging Face checkpoint through `hf.rs`) →
+//! gemma.cpp `.sbs` single-file model.
 //!
-//! Every GGUF tensor is dequantized to f32, rearranged into gemma.cpp's
+//! Every source tensor is read as f32 (a [`Source`]: GGUF dequantized, or
+//! safetensors F32/BF16/F16), rearranged into gemma.cpp's
 //! layouts (see `gemma_core::format::sbs`: Q/K/V stacked in `qkv_ein`, the
 //! output projection head-major in `att_ein`, gate and up stacked in
 //! `gating_ein`, norm gains minus one) and encoded with the chosen codec.
@@ -38,7 +40,7 @@ impl fmt::Display for ConvertError {
 
 impl std::error::Error for ConvertError {}
 
-fn err(s: impl Into<String>) -> ConvertError {
+pub(crate) fn err(s: impl Into<String>) -> ConvertError {
     ConvertError(s.into())
 }
 
@@ -171,19 +173,85 @@ impl Out {
     }
 }
 
-fn dequant(g: &Gguf, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError> {
-    let t = g
-        .tensor(name)
-        .ok_or_else(|| err(format!("missing tensor {name}")))?;
-    if t.n_dims > 2
-        || t.dims[0] as usize != cols
-        || t.dims[1..t.n_dims.max(1)].iter().product::<u64>() as usize != rows
-    {
-        return Err(err(format!("tensor {name} has an unexpected shape")));
+/// One tensor of a Gemma 2/3 model, by role.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Weight {
+    Embedding,
+    FinalNorm,
+    Q(usize),
+    K(usize),
+    V(usize),
+    O(usize),
+    Gate(usize),
+    Up(usize),
+    Down(usize),
+    AttnNorm(usize),
+    FfnNorm(usize),
+    PostAttnNorm(usize),
+    PostFfwNorm(usize),
+    QNorm(usize),
+    KNorm(usize),
+}
+
+/// Where the converter reads tensors from: a GGUF file or a Hugging Face
+/// checkpoint.
+pub(crate) trait Source {
+    /// A matrix as f32, `rows` output features of `cols` inputs each
+    /// (a norm is one row).
+    fn matrix(&self, w: Weight, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError>;
+    /// A norm gain in gemma.cpp's form: the `w` of `x * (1 + w)`.
+    fn norm(&self, w: Weight, n: usize) -> Result<Vec<f32>, ConvertError>;
+}
+
+struct GgufSource<'a>(Gguf<'a>);
+
+impl GgufSource<'_> {
+    fn name(w: Weight) -> String {
+        let blk = |l: usize, s: &str| format!("blk.{l}.{s}.weight");
+        match w {
+            Weight::Embedding => "token_embd.weight".into(),
+            Weight::FinalNorm => "output_norm.weight".into(),
+            Weight::Q(l) => blk(l, "attn_q"),
+            Weight::K(l) => blk(l, "attn_k"),
+            Weight::V(l) => blk(l, "attn_v"),
+            Weight::O(l) => blk(l, "attn_output"),
+            Weight::Gate(l) => blk(l, "ffn_gate"),
+            Weight::Up(l) => blk(l, "ffn_up"),
+            Weight::Down(l) => blk(l, "ffn_down"),
+            Weight::AttnNorm(l) => blk(l, "attn_norm"),
+            Weight::FfnNorm(l) => blk(l, "ffn_norm"),
+            Weight::PostAttnNorm(l) => blk(l, "post_attention_norm"),
+            Weight::PostFfwNorm(l) => blk(l, "post_ffw_norm"),
+            Weight::QNorm(l) => blk(l, "attn_q_norm"),
+            Weight::KNorm(l) => blk(l, "attn_k_norm"),
+        }
     }
-    let mut out = vec![0f32; rows * cols];
-    quant::dequantize(t.ty, t.data, &mut out).map_err(|e| err(format!("{name}: {e:?}")))?;
-    Ok(out)
+}
+
+impl Source for GgufSource<'_> {
+    fn matrix(&self, w: Weight, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError> {
+        let name = Self::name(w);
+        let t = self
+            .0
+            .tensor(&name)
+            .ok_or_else(|| err(format!("missing tensor {name}")))?;
+        if t.n_dims > 2
+            || t.dims[0] as usize != cols
+            || t.dims[1..t.n_dims.max(1)].iter().product::<u64>() as usize != rows
+        {
+            return Err(err(format!("tensor {name} has an unexpected shape")));
+        }
+        let mut out = vec![0f32; rows * cols];
+        quant::dequantize(t.ty, t.data, &mut out).map_err(|e| err(format!("{name}: {e:?}")))?;
+        Ok(out)
+    }
+
+    /// GGUF gains already include Gemma's `+1`.
+    fn norm(&self, w: Weight, n: usize) -> Result<Vec<f32>, ConvertError> {
+        let mut v = self.matrix(w, 1, n)?;
+        v.iter_mut().for_each(|x| *x -= 1.0);
+        Ok(v)
+    }
 }
 
 /// Converts the GGUF model at `from` into an `.sbs` file at `to`, encoding
@@ -221,6 +289,21 @@ fn convert(
         .gguf()
         .ok_or_else(|| err(format!("{} is not a GGUF file", from.display())))?;
     let cfg = loaded.model().config;
+    write_sbs(&GgufSource(g), &cfg, to, weights, tokenizer, measure)
+}
+
+/// Writes `source`'s tensors, laid out and encoded for gemma.cpp, with
+/// the canonical config of the known model `cfg` describes, to a temporary
+/// file renamed to `to` once complete.
+pub(crate) fn write_sbs(
+    source: &dyn Source,
+    cfg: &ModelConfig,
+    to: &Path,
+    weights: Codec,
+    tokenizer: &[u8],
+    measure: bool,
+) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
+    let cfg = *cfg;
     let model = sbs_model(&cfg)?;
     if cfg.n_kv_heads != 1 {
         // gemma_core reads only single-KV-head `.sbs` files so far.
@@ -253,7 +336,7 @@ fn convert(
             scratch: vec![0f32; NUQ_ENCODE_SCRATCH_LEN],
             distortions: measure.then(Vec::new),
         };
-        write_tensors(&g, &cfg, weights, small, &mut out)?;
+        write_tensors(source, &cfg, weights, small, &mut out)?;
         let known = KnownModel::get(model).ok_or_else(|| err("unknown gemma.cpp model"))?;
         check_known(known, &cfg)?;
         let mut storage = ConfigStorage::default();
@@ -300,72 +383,62 @@ fn convert(
 }
 
 fn write_tensors(
-    g: &Gguf,
+    src: &dyn Source,
     cfg: &ModelConfig,
     weights: Codec,
     small: Codec,
     out: &mut Out,
 ) -> Result<(), ConvertError> {
     let (d, hd, ff, h) = (cfg.d_model, cfg.head_dim, cfg.d_ff, cfg.n_heads);
-    let minus_one = |mut v: Vec<f32>| {
-        v.iter_mut().for_each(|x| *x -= 1.0);
-        v
-    };
     out.tensor(
         "c_embedding".into(),
         small,
         cfg.vocab_size,
         d,
-        dequant(g, "token_embd.weight", cfg.vocab_size, d)?,
+        src.matrix(Weight::Embedding, cfg.vocab_size, d)?,
     )?;
     out.tensor(
         "c_final_norm".into(),
         small,
         1,
         d,
-        minus_one(dequant(g, "output_norm.weight", 1, d)?),
+        src.norm(Weight::FinalNorm, d)?,
     )?;
     for l in 0..cfg.n_layers {
-        let t = |name: &str| format!("blk.{l}.{name}.weight");
         // Q rows, then (one KV head) K rows and V rows.
-        let mut qkv = dequant(g, &t("attn_q"), h * hd, d)?;
-        qkv.extend(dequant(g, &t("attn_k"), hd, d)?);
-        qkv.extend(dequant(g, &t("attn_v"), hd, d)?);
+        let mut qkv = src.matrix(Weight::Q(l), h * hd, d)?;
+        qkv.extend(src.matrix(Weight::K(l), hd, d)?);
+        qkv.extend(src.matrix(Weight::V(l), hd, d)?);
         out.tensor(format!("qkv_ein_{l}"), weights, (h + 2) * hd, d, qkv)?;
-        // attn_output is [d, h*hd]; att_ein row h*d + m holds its row m's
-        // columns h*hd..(h+1)*hd.
-        let o = dequant(g, &t("attn_output"), d, h * hd)?;
+        // The output projection is [d, h*hd]; att_ein row h*d + m holds its
+        // row m's columns h*hd..(h+1)*hd.
+        let o = src.matrix(Weight::O(l), d, h * hd)?;
         let mut att = vec![0f32; h * d * hd];
         for head in 0..h {
             for m in 0..d {
-                let src = &o[m * h * hd + head * hd..m * h * hd + (head + 1) * hd];
-                att[(head * d + m) * hd..(head * d + m + 1) * hd].copy_from_slice(src);
+                let row = &o[m * h * hd + head * hd..m * h * hd + (head + 1) * hd];
+                att[(head * d + m) * hd..(head * d + m + 1) * hd].copy_from_slice(row);
             }
         }
         out.tensor(format!("att_ein_{l}"), weights, h * d, hd, att)?;
-        let mut gating = dequant(g, &t("ffn_gate"), ff, d)?;
-        gating.extend(dequant(g, &t("ffn_up"), ff, d)?);
+        let mut gating = src.matrix(Weight::Gate(l), ff, d)?;
+        gating.extend(src.matrix(Weight::Up(l), ff, d)?);
         out.tensor(format!("gating_ein_{l}"), weights, 2 * ff, d, gating)?;
-        out.tensor(
-            format!("linear_w_{l}"),
-            weights,
-            d,
-            ff,
-            dequant(g, &t("ffn_down"), d, ff)?,
-        )?;
-        let mut norm = |gguf: &str, sbs: &str, n: usize| -> Result<(), ConvertError> {
-            let v = minus_one(dequant(g, &t(gguf), 1, n)?);
+        let down = src.matrix(Weight::Down(l), d, ff)?;
+        out.tensor(format!("linear_w_{l}"), weights, d, ff, down)?;
+        let mut norm = |w: Weight, sbs: &str, n: usize| -> Result<(), ConvertError> {
+            let v = src.norm(w, n)?;
             out.tensor(format!("{sbs}_{l}"), small, 1, n, v)
         };
-        norm("attn_norm", "pre_att_ns", d)?;
-        norm("ffn_norm", "pre_ff_ns", d)?;
+        norm(Weight::AttnNorm(l), "pre_att_ns", d)?;
+        norm(Weight::FfnNorm(l), "pre_ff_ns", d)?;
         if cfg.post_norms {
-            norm("post_attention_norm", "post_att_ns", d)?;
-            norm("post_ffw_norm", "post_ff_ns", d)?;
+            norm(Weight::PostAttnNorm(l), "post_att_ns", d)?;
+            norm(Weight::PostFfwNorm(l), "post_ff_ns", d)?;
         }
         if cfg.qk_norm {
-            norm("attn_q_norm", "query_norm", hd)?;
-            norm("attn_k_norm", "key_norm", hd)?;
+            norm(Weight::QNorm(l), "query_norm", hd)?;
+            norm(Weight::KNorm(l), "key_norm", hd)?;
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod exec;
 pub mod fetch;
 pub mod gguf_writer;
+pub mod hf;
 pub mod loaded;
 pub mod sbs_writer;
 pub mod synthetic;
