@@ -305,10 +305,6 @@ pub(crate) fn write_sbs(
 ) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
     let cfg = *cfg;
     let model = sbs_model(&cfg)?;
-    if cfg.n_kv_heads != 1 {
-        // gemma_core reads only single-KV-head `.sbs` files so far.
-        return Err(err("only models with one KV head convert for now"));
-    }
     let pieces = Tokenizer::spm_vocab_size(tokenizer).map_err(|e| err(e.to_string()))?;
     if pieces != cfg.vocab_size {
         return Err(err(format!(
@@ -405,11 +401,18 @@ fn write_tensors(
         src.norm(Weight::FinalNorm, d)?,
     )?;
     for l in 0..cfg.n_layers {
-        // Q rows, then (one KV head) K rows and V rows.
+        // Q rows, then for each KV head its K rows and its V rows.
+        let kvh = cfg.n_kv_heads;
         let mut qkv = src.matrix(Weight::Q(l), h * hd, d)?;
-        qkv.extend(src.matrix(Weight::K(l), hd, d)?);
-        qkv.extend(src.matrix(Weight::V(l), hd, d)?);
-        out.tensor(format!("qkv_ein_{l}"), weights, (h + 2) * hd, d, qkv)?;
+        let (k, v) = (
+            src.matrix(Weight::K(l), kvh * hd, d)?,
+            src.matrix(Weight::V(l), kvh * hd, d)?,
+        );
+        for j in 0..kvh {
+            qkv.extend_from_slice(&k[j * hd * d..(j + 1) * hd * d]);
+            qkv.extend_from_slice(&v[j * hd * d..(j + 1) * hd * d]);
+        }
+        out.tensor(format!("qkv_ein_{l}"), weights, (h + 2 * kvh) * hd, d, qkv)?;
         // The output projection is [d, h*hd]; att_ein row h*d + m holds its
         // row m's columns h*hd..(h+1)*hd.
         let o = src.matrix(Weight::O(l), d, h * hd)?;

@@ -41,6 +41,11 @@ pub struct Matrix<'a> {
     row_bytes: usize,
     first: usize,
     head_cols: usize,
+    /// Row groups (gemma.cpp's K and V rows interleaved per KV head):
+    /// logical row `r` is stored row `(r / group_rows) * group_stride +
+    /// r % group_rows`; `group_rows == 0` means rows are contiguous.
+    group_rows: usize,
+    group_stride: usize,
 }
 
 impl Default for Matrix<'_> {
@@ -54,6 +59,8 @@ impl Default for Matrix<'_> {
             row_bytes: 0,
             first: 0,
             head_cols: 0,
+            group_rows: 0,
+            group_stride: 0,
         }
     }
 }
@@ -74,6 +81,8 @@ impl<'a> Matrix<'a> {
             row_bytes,
             first: 0,
             head_cols: 0,
+            group_rows: 0,
+            group_stride: 0,
         })
     }
 
@@ -99,12 +108,14 @@ impl<'a> Matrix<'a> {
             row_bytes: 0,
             first: 0,
             head_cols: 0,
+            group_rows: 0,
+            group_stride: 0,
         })
     }
 
     /// Rows `start..start + count` of a plain matrix (the same storage).
     pub fn rows_view(&self, start: usize, count: usize) -> Option<Self> {
-        if start.checked_add(count)? > self.rows || self.head_cols != 0 {
+        if start.checked_add(count)? > self.rows || self.head_cols != 0 || self.group_rows != 0 {
             return None;
         }
         let mut m = *self;
@@ -116,6 +127,37 @@ impl<'a> Matrix<'a> {
             }
             Encoding::Gemma(_) => m.first = self.first + start * self.cols,
         }
+        Some(m)
+    }
+
+    /// Every `stride`-th run of `rows` rows, starting at row `start`, of a
+    /// gemma.cpp stream, as one matrix of `groups * rows` rows: how K (or V)
+    /// of all KV heads is read from `qkv_ein`, where each head's K rows are
+    /// followed by its V rows.
+    pub fn row_groups(
+        &self,
+        start: usize,
+        rows: usize,
+        stride: usize,
+        groups: usize,
+    ) -> Option<Self> {
+        if !matches!(self.enc, Encoding::Gemma(_))
+            || self.head_cols != 0
+            || self.group_rows != 0
+            || rows == 0
+            || rows > stride
+            || start
+                .checked_add(stride.checked_mul(groups.checked_sub(1)?)?)?
+                .checked_add(rows)?
+                > self.rows
+        {
+            return None;
+        }
+        let mut m = *self;
+        m.rows = rows * groups;
+        m.first = self.first + start * self.cols;
+        m.group_rows = rows;
+        m.group_stride = stride;
         Some(m)
     }
 
@@ -181,7 +223,12 @@ impl<'a> Matrix<'a> {
             }
             Encoding::Gemma(codec) => {
                 let ok = if self.head_cols == 0 {
-                    let off = self.first + r * self.cols + c0;
+                    let stored = if self.group_rows == 0 {
+                        r
+                    } else {
+                        (r / self.group_rows) * self.group_stride + r % self.group_rows
+                    };
+                    let off = self.first + stored * self.cols + c0;
                     codec::decode(codec, self.data, off, out).is_ok()
                 } else {
                     let hc = self.head_cols;
@@ -379,8 +426,8 @@ impl<'a> Weights<'a> {
     /// Views into a gemma.cpp `.sbs` file's tensors (layouts in
     /// [`crate::format::sbs`]): `qkv_ein` is cut into Q, K and V row
     /// ranges, `gating_ein` into gate and up, and `att_ein` is read
-    /// head-major as the `[M, H D]` output projection. Only one KV head is
-    /// supported (several interleave K and V rows per head).
+    /// head-major as the `[M, H D]` output projection. After the Q rows,
+    /// each KV head's K rows are followed by its V rows.
     pub fn from_sbs(f: &SbsFile<'a>, cfg: &ModelConfig) -> Result<Self, WeightsError> {
         let get = |name: &'static str,
                    layer: Option<usize>,
@@ -411,9 +458,6 @@ impl<'a> Weights<'a> {
             cfg.n_heads,
             cfg.n_kv_heads,
         );
-        if k != 1 {
-            return Err(shape(None, "qkv_ein (only one KV head is supported)"));
-        }
         let embed = get("c_embedding", None, cfg.vocab_size, d, true)?;
         let final_norm = get("c_final_norm", None, 1, d, true)?;
         let mut layers = [LayerWeights::default(); MAX_LAYERS];
@@ -428,8 +472,12 @@ impl<'a> Weights<'a> {
             *lw = LayerWeights {
                 attn_norm: get("pre_att_ns", at, 1, d, true)?,
                 q: view(qkv, 0, h * hd, "qkv_ein")?,
-                k: view(qkv, h * hd, hd, "qkv_ein")?,
-                v: view(qkv, (h + 1) * hd, hd, "qkv_ein")?,
+                k: qkv
+                    .row_groups(h * hd, hd, 2 * hd, k)
+                    .ok_or(shape(at, "qkv_ein"))?,
+                v: qkv
+                    .row_groups((h + 1) * hd, hd, 2 * hd, k)
+                    .ok_or(shape(at, "qkv_ein"))?,
                 o: att.head_major(h).ok_or(shape(at, "att_ein"))?,
                 q_norm: get("query_norm", at, 1, hd, cfg.qk_norm)?,
                 k_norm: get("key_norm", at, 1, hd, cfg.qk_norm)?,
@@ -453,6 +501,39 @@ impl<'a> Weights<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `qkv_ein` with 2 heads and 2 KV heads of dim 2 (3 columns): Q rows,
+    /// then K0, V0, K1, V1. The K and V views must see K0 K1 and V0 V1.
+    #[test]
+    fn kv_rows_of_several_heads_are_read_per_head() {
+        let (h, k, hd, cols) = (2usize, 2usize, 2usize, 3usize);
+        let rows = (h + 2 * k) * hd;
+        // Element (r, c) holds 10 r + c.
+        let mut bytes = [0u8; 12 * 3 * 4];
+        for r in 0..rows {
+            for c in 0..cols {
+                let v = (10 * r + c) as f32;
+                bytes[(r * cols + c) * 4..][..4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        let qkv = Matrix::gemma(Codec::F32, rows, cols, 1.0, &bytes).unwrap();
+        let kv = |start: usize| qkv.row_groups(start, hd, 2 * hd, k).unwrap();
+        let (km, vm) = (kv(h * hd), kv((h + 1) * hd));
+        assert_eq!((km.rows, vm.rows), (k * hd, k * hd));
+        // Stored rows of K: 4, 5 (head 0), 8, 9 (head 1); of V: 6, 7, 10, 11.
+        for (m, stored) in [(km, [4, 5, 8, 9]), (vm, [6, 7, 10, 11])] {
+            for (r, &s) in stored.iter().enumerate() {
+                let mut out = [0f32; 2];
+                assert!(m.decode_span(r, 1, &mut out));
+                assert_eq!(out, [(10 * s + 1) as f32, (10 * s + 2) as f32], "row {r}");
+            }
+            let mut out = [0f32; 1];
+            assert!(!m.decode_span(4, 0, &mut out), "past the last row");
+        }
+        // Groups that would run past the stream are refused.
+        assert!(qkv.row_groups(h * hd, hd, 2 * hd, 3).is_none());
+        assert!(qkv.row_groups(0, 3, 2, 2).is_none(), "rows > stride");
+    }
 
     #[test]
     fn layer_keys_are_spelled_like_gguf() {
