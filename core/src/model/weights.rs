@@ -223,10 +223,9 @@ impl<'a> Matrix<'a> {
             }
             Encoding::Gemma(codec) => {
                 let ok = if self.head_cols == 0 {
-                    let stored = if self.group_rows == 0 {
-                        r
-                    } else {
-                        (r / self.group_rows) * self.group_stride + r % self.group_rows
+                    let stored = match r.checked_div(self.group_rows) {
+                        None => r,
+                        Some(g) => g * self.group_stride + r % self.group_rows,
                     };
                     let off = self.first + stored * self.cols + c0;
                     codec::decode(codec, self.data, off, out).is_ok()
