@@ -9,6 +9,7 @@ use gemma_core::sampling::{Sampler, SamplingParams};
 use gemma_platform::synthetic::{tiny_model, TinySpec};
 use gemma_platform::{RayonExecutor, SessionBuffers};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 struct Counting;
@@ -16,11 +17,22 @@ struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Set on the threads that run the decode loop (the test's own, or the
+    /// pool's workers), so the test harness's bookkeeping on its other
+    /// threads is not counted.
+    static MEASURED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn measured_thread() -> bool {
+    MEASURED.with(Cell::get)
+}
+
 // SAFETY: forwards every call to the system allocator unchanged; it only
 // counts allocations while COUNTING is set.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if COUNTING.load(Ordering::Relaxed) && measured_thread() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as our caller's.
@@ -31,7 +43,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if COUNTING.load(Ordering::Relaxed) && measured_thread() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as our caller's.
@@ -89,7 +101,20 @@ fn allocations_while_decoding(exec: &dyn Executor, n: usize) -> usize {
 
 #[test]
 fn decode_loop_allocates_nothing() {
+    MEASURED.with(|m| m.set(true));
+    // The counter sees allocations on a measured thread, so zero below
+    // means nothing was allocated, not that nothing was counted.
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    let v = std::hint::black_box(vec![1u8; 100]);
+    COUNTING.store(false, Ordering::SeqCst);
+    drop(v);
+    assert_eq!(ALLOCS.load(Ordering::SeqCst), 1);
     assert_eq!(allocations_while_decoding(&Serial, 40), 0);
     let pool = RayonExecutor::new(2).unwrap();
-    assert_eq!(pool.install(|| allocations_while_decoding(&pool, 40)), 0);
+    let allocs = pool.install(|| {
+        rayon::broadcast(|_| MEASURED.with(|m| m.set(true)));
+        allocations_while_decoding(&pool, 40)
+    });
+    assert_eq!(allocs, 0);
 }
