@@ -19,7 +19,7 @@ use crate::sbs_writer::{toc_bytes, BlobWriter};
 use gemma_core::codec::{self, Codec, NUQ_ENCODE_SCRATCH_LEN};
 use gemma_core::format::gguf::Gguf;
 use gemma_core::format::sbs::{
-    ConfigStorage, KnownModel, Model as SbsModel, PromptWrapping, TensorType, TocEntry,
+    ConfigStorage, KnownModel, PromptWrapping, TensorType, TocEntry, KNOWN_MODELS,
 };
 use gemma_core::model::{Family, ModelConfig};
 use gemma_core::quant;
@@ -88,24 +88,24 @@ fn check_known(known: &KnownModel, cfg: &ModelConfig) -> Result<(), ConvertError
     Ok(())
 }
 
-/// gemma.cpp's model id for a Gemma 2/3 configuration.
-fn sbs_model(cfg: &ModelConfig) -> Result<SbsModel, ConvertError> {
-    Ok(match (cfg.family, cfg.n_layers, cfg.d_model) {
-        (Family::Gemma3, 18, 640) => SbsModel::Gemma3_270M,
-        (Family::Gemma3, 26, 1152) => SbsModel::Gemma3_1B,
-        (Family::Gemma3, 34, 2560) => SbsModel::Gemma3_4B,
-        (Family::Gemma3, 48, 3840) => SbsModel::Gemma3_12B,
-        (Family::Gemma3, 62, 5376) => SbsModel::Gemma3_27B,
-        (Family::Gemma2, 26, 2304) => SbsModel::Gemma2_2B,
-        (Family::Gemma2, 42, 3584) => SbsModel::Gemma2_9B,
-        (Family::Gemma2, 46, 4608) => SbsModel::Gemma2_27B,
-        _ => {
-            return Err(err(format!(
-                "no gemma.cpp model id for {:?} with {} layers of width {}",
+/// The model gemma.cpp knows with this family, depth and width (text
+/// models only: PaliGemma shares Gemma 2's language models).
+fn known_model(cfg: &ModelConfig) -> Result<&'static KnownModel, ConvertError> {
+    let gemma3 = cfg.family == Family::Gemma3;
+    KNOWN_MODELS
+        .iter()
+        .find(|k| {
+            k.default_wrapping != PromptWrapping::PaliGemma
+                && k.use_qk_norm == gemma3
+                && k.num_layers as usize == cfg.n_layers
+                && k.model_dim as usize == cfg.d_model
+        })
+        .ok_or_else(|| {
+            err(format!(
+                "no gemma.cpp model is a {:?} with {} layers of width {}",
                 cfg.family, cfg.n_layers, cfg.d_model
-            )))
-        }
-    })
+            ))
+        })
 }
 
 struct Out {
@@ -304,7 +304,7 @@ pub(crate) fn write_sbs(
     measure: bool,
 ) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
     let cfg = *cfg;
-    let model = sbs_model(&cfg)?;
+    let known = known_model(&cfg)?;
     let pieces = Tokenizer::spm_vocab_size(tokenizer).map_err(|e| err(e.to_string()))?;
     if pieces != cfg.vocab_size {
         return Err(err(format!(
@@ -333,7 +333,6 @@ pub(crate) fn write_sbs(
             distortions: measure.then(Vec::new),
         };
         write_tensors(source, &cfg, weights, small, &mut out)?;
-        let known = KnownModel::get(model).ok_or_else(|| err("unknown gemma.cpp model"))?;
         check_known(known, &cfg)?;
         let mut storage = ConfigStorage::default();
         let sbs_cfg = known.config(

@@ -8,21 +8,30 @@
 
 use crate::convert::{err, ConvertError, Source, Weight};
 use crate::loaded::map_file;
-use gemma_core::format::safetensors::{Dtype, Safetensors, StTensor};
+use gemma_core::format::safetensors::{Dtype, Safetensors, MAX_DIMS};
 use gemma_core::model::{Family, ModelConfig};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 type Mapped = Box<dyn Deref<Target = [u8]>>;
+
+/// Where one tensor lies: its shard, dtype, shape and byte range there,
+/// recorded once when the shard's header is validated.
+struct Entry {
+    shard: usize,
+    dtype: Dtype,
+    dims: [u64; MAX_DIMS],
+    n_dims: usize,
+    bytes: std::ops::Range<usize>,
+}
 
 /// An opened checkpoint: its config and every shard mapped.
 pub struct HfCheckpoint {
     pub config: ModelConfig,
-    shards: Vec<(PathBuf, Mapped)>,
-    /// Tensor name -> shard index.
-    index: HashMap<String, usize>,
+    shards: Vec<Mapped>,
+    index: HashMap<String, Entry>,
     prefix: String,
 }
 
@@ -143,9 +152,19 @@ impl HfCheckpoint {
             let st =
                 Safetensors::parse(&bytes).map_err(|e| err(format!("{}: {e}", path.display())))?;
             for t in st.tensors() {
-                index.insert(t.name.to_string(), shards.len());
+                // The view is a sub-slice of the mapping; its offset is
+                // plain address arithmetic.
+                let start = t.data.as_ptr() as usize - bytes.as_ptr() as usize;
+                let entry = Entry {
+                    shard: shards.len(),
+                    dtype: t.dtype,
+                    dims: t.dims,
+                    n_dims: t.n_dims,
+                    bytes: start..start + t.data.len(),
+                };
+                index.insert(t.name.to_string(), entry);
             }
-            shards.push((path, bytes));
+            shards.push(bytes);
         }
         let prefix = index
             .keys()
@@ -182,47 +201,32 @@ impl HfCheckpoint {
         }
     }
 
-    fn with_tensor<T>(
-        &self,
-        name: &str,
-        f: impl FnOnce(StTensor) -> Result<T, ConvertError>,
-    ) -> Result<T, ConvertError> {
-        let shard = *self
-            .index
+    fn entry(&self, name: &str) -> Result<&Entry, ConvertError> {
+        self.index
             .get(name)
-            .ok_or_else(|| err(format!("missing tensor {name}")))?;
-        let (path, bytes) = &self.shards[shard];
-        let st = Safetensors::parse(bytes).map_err(|e| err(format!("{}: {e}", path.display())))?;
-        let t = st
-            .tensor(name)
-            .ok_or_else(|| err(format!("missing tensor {name}")))?;
-        f(t)
+            .ok_or_else(|| err(format!("missing tensor {name}")))
     }
 }
 
 /// A tensor's elements as f32.
-fn to_f32(t: &StTensor) -> Result<Vec<f32>, ConvertError> {
+fn to_f32(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, ConvertError> {
     let two = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
-    Ok(match t.dtype {
-        Dtype::F32 => t
-            .data
+    Ok(match dtype {
+        Dtype::F32 => data
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
-        Dtype::BF16 => t
-            .data
+        Dtype::BF16 => data
             .chunks_exact(2)
             .map(|c| f32::from_bits((two(c) as u32) << 16))
             .collect(),
-        Dtype::F16 => t
-            .data
+        Dtype::F16 => data
             .chunks_exact(2)
             .map(|c| half::f16::from_bits(two(c)).to_f32())
             .collect(),
         other => {
             return Err(err(format!(
-                "{}: dtype {} is not a float type (F32, BF16, F16)",
-                t.name,
+                "{name}: dtype {} is not a float type (F32, BF16, F16)",
                 other.name()
             )))
         }
@@ -232,20 +236,19 @@ fn to_f32(t: &StTensor) -> Result<Vec<f32>, ConvertError> {
 impl Source for HfCheckpoint {
     fn matrix(&self, w: Weight, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError> {
         let name = self.name(w);
-        self.with_tensor(&name, |t| {
-            let shape = t.shape();
-            let ok = match shape {
-                [r, c] => (*r as usize, *c as usize) == (rows, cols),
-                [n] => rows == 1 && *n as usize == cols,
-                _ => false,
-            };
-            if !ok {
-                return Err(err(format!(
-                    "tensor {name} has shape {shape:?}, expected [{rows}, {cols}]"
-                )));
-            }
-            to_f32(&t)
-        })
+        let e = self.entry(&name)?;
+        let shape = &e.dims[..e.n_dims];
+        let ok = match shape {
+            [r, c] => (*r as usize, *c as usize) == (rows, cols),
+            [n] => rows == 1 && *n as usize == cols,
+            _ => false,
+        };
+        if !ok {
+            return Err(err(format!(
+                "tensor {name} has shape {shape:?}, expected [{rows}, {cols}]"
+            )));
+        }
+        to_f32(&name, e.dtype, &self.shards[e.shard][e.bytes.clone()])
     }
 
     fn norm(&self, w: Weight, n: usize) -> Result<Vec<f32>, ConvertError> {
