@@ -196,3 +196,21 @@ pub fn teacher_forced(loaded: &gemma_platform::LoadedModel, i: usize, tol: &Tole
     eprintln!("prompt {i}: {total} positions, worst top-20 logit difference {worst:.2e}");
     worst
 }
+
+/// A directory under `base` (a test's `CARGO_TARGET_TMPDIR`), named after
+/// the test and the process, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(base: &str, name: &str) -> Self {
+        let dir = PathBuf::from(base).join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -9,27 +9,9 @@ use gemma_core::codec::{self, Codec};
 use gemma_platform::convert::gguf_to_sbs;
 use gemma_platform::hf::hf_to_sbs;
 use gemma_platform::LoadedModel;
-use gemma_tests::{real_model_path, teacher_forced, Tolerances};
+use gemma_tests::{real_model_path, teacher_forced, TempDir, Tolerances};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-
-/// A directory under the target tmp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Hugging Face's name for a GGUF tensor of Gemma 3.
 fn hf_name(gguf: &str) -> String {
@@ -161,7 +143,7 @@ fn assert_same_file(a: &Path, b: &Path) {
 #[test]
 fn sharded_f32_checkpoint_converts_like_the_gguf() {
     let gguf = LoadedModel::open(&real_model_path()).unwrap();
-    let dir = TempDir::new("hf-f32");
+    let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "hf-f32");
     let ckpt = dir.0.join("ckpt");
     std::fs::create_dir_all(&ckpt).unwrap();
     write_config(&ckpt, &gguf);
@@ -211,7 +193,7 @@ fn sharded_f32_checkpoint_converts_like_the_gguf() {
 #[test]
 fn single_file_bf16_checkpoint_converts_like_the_gguf() {
     let gguf = LoadedModel::open(&real_model_path()).unwrap();
-    let dir = TempDir::new("hf-bf16");
+    let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "hf-bf16");
     let ckpt = dir.0.join("ckpt");
     std::fs::create_dir_all(&ckpt).unwrap();
     write_config(&ckpt, &gguf);
@@ -230,7 +212,7 @@ fn single_file_bf16_checkpoint_converts_like_the_gguf() {
 /// Broken checkpoints: one clear error each.
 #[test]
 fn bad_checkpoints_are_refused() {
-    let dir = TempDir::new("hf-bad");
+    let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "hf-bad");
     let out = dir.0.join("x.sbs");
     let case = |config: &str, files: &[(&str, &[u8])]| {
         let d = dir.0.join(format!("c{}", config.len() + files.len()));

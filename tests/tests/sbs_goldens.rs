@@ -7,26 +7,8 @@ use gemma_core::format::sbs::BlobStore;
 use gemma_platform::convert::gguf_to_sbs;
 use gemma_platform::loaded::Format;
 use gemma_platform::LoadedModel;
-use gemma_tests::{real_model_path, teacher_forced, Tolerances};
+use gemma_tests::{real_model_path, teacher_forced, TempDir, Tolerances};
 use std::path::PathBuf;
-
-/// A directory under the target tmp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn tokenizer_proto() -> Vec<u8> {
     let p =
@@ -76,7 +58,10 @@ fn assert_gemma_cpp_bytes(path: &std::path::Path, kind: &str) {
 /// Converts the real model with `codec`, loads it, drops the file (the
 /// mapping stays valid) and teacher-forces `prompts`.
 fn check(codec: Codec, prompts: &[usize], tol: &Tolerances) {
-    let dir = TempDir::new(&format!("sbs-{}", codec.name()));
+    let dir = TempDir::new(
+        env!("CARGO_TARGET_TMPDIR"),
+        &format!("sbs-{}", codec.name()),
+    );
     let path = dir.0.join("model.sbs");
     gguf_to_sbs(&real_model_path(), &path, codec, &tokenizer_proto()).unwrap();
     match codec {
