@@ -1,11 +1,13 @@
 //! Matrix products on encoded weights, per weight type: decode (one token)
-//! and prefill (a batch). Run: `cargo bench -p gemma-benches`.
+//! and prefill (a batch), in the exact precision and, for decode, the fast
+//! one (16-bit fixed-point activations). Run: `cargo bench -p gemma-benches`.
 //! Shapes are Gemma 3 270M's: the 2048 -> 640 FFW down projection and the
 //! 262144-row output projection.
 
 use gemma_benches::random_matrix_bytes;
 use gemma_core::exec::Serial;
-use gemma_core::kernels::matmul::matmul;
+use gemma_core::kernels::matmul::matmul_with;
+use gemma_core::kernels::Precision;
 use gemma_core::model::weights::Matrix;
 use gemma_core::quant::WeightType;
 
@@ -24,20 +26,37 @@ const TYPES: [WeightType; 6] = [
 
 #[divan::bench(args = TYPES, sample_count = 20)]
 fn ffw_down_decode(bencher: divan::Bencher, ty: WeightType) {
-    matmul_bench(bencher, ty, 640, 2048, 1);
+    matmul_bench(bencher, ty, 640, 2048, 1, Precision::Exact);
+}
+
+#[divan::bench(args = TYPES, sample_count = 20)]
+fn ffw_down_decode_fast(bencher: divan::Bencher, ty: WeightType) {
+    matmul_bench(bencher, ty, 640, 2048, 1, Precision::Fast);
 }
 
 #[divan::bench(args = TYPES, sample_count = 10)]
 fn ffw_down_prefill_64(bencher: divan::Bencher, ty: WeightType) {
-    matmul_bench(bencher, ty, 640, 2048, 64);
+    matmul_bench(bencher, ty, 640, 2048, 64, Precision::Exact);
 }
 
 #[divan::bench(args = [WeightType::Q8_0], sample_count = 5)]
 fn output_projection_decode(bencher: divan::Bencher, ty: WeightType) {
-    matmul_bench(bencher, ty, 262_144, 640, 1);
+    matmul_bench(bencher, ty, 262_144, 640, 1, Precision::Exact);
 }
 
-fn matmul_bench(bencher: divan::Bencher, ty: WeightType, rows: usize, cols: usize, n: usize) {
+#[divan::bench(args = [WeightType::Q8_0], sample_count = 5)]
+fn output_projection_decode_fast(bencher: divan::Bencher, ty: WeightType) {
+    matmul_bench(bencher, ty, 262_144, 640, 1, Precision::Fast);
+}
+
+fn matmul_bench(
+    bencher: divan::Bencher,
+    ty: WeightType,
+    rows: usize,
+    cols: usize,
+    n: usize,
+    precision: Precision,
+) {
     let bytes = random_matrix_bytes(ty, rows, cols);
     let w = Matrix::new(ty, rows, cols, &bytes).expect("shape");
     let x: Vec<f32> = (0..n * cols)
@@ -46,5 +65,5 @@ fn matmul_bench(bencher: divan::Bencher, ty: WeightType, rows: usize, cols: usiz
     let mut out = vec![0f32; n * rows];
     bencher
         .counter(divan::counter::ItemsCount::new(rows * cols * n))
-        .bench_local(|| matmul(&Serial, &w, divan::black_box(&x), n, &mut out));
+        .bench_local(|| matmul_with(&Serial, &w, divan::black_box(&x), n, &mut out, precision));
 }

@@ -29,9 +29,6 @@ pub struct BenchArgs {
     /// Repetitions; the best of each measurement is reported
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub runs: u32,
-    /// Arithmetic: `exact` (f32 activations, the only mode so far)
-    #[arg(long, default_value = "exact", value_parser = ["exact"])]
-    pub precision: String,
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
@@ -52,7 +49,8 @@ fn peak_rss_bytes() -> Option<u64> {
 
 pub fn bench(a: BenchArgs) -> Result<(), String> {
     let started = Instant::now();
-    let loaded = a.model.load()?;
+    let mut loaded = a.model.load()?;
+    loaded.set_precision(a.compute.precision());
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let model = loaded.model();
     let tok = loaded.tokenizer();
@@ -124,7 +122,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
     let report = json!({
         "model": loaded.path().display().to_string(),
         "threads": threads,
-        "precision": a.precision,
+        "precision": a.compute.precision,
         "runs": a.runs,
         "prefill_tokens": n_prompt,
         "prefill_tok_s": n_prompt as f64 / long_s,
@@ -144,7 +142,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         println!("model     {}", loaded.path().display());
         println!(
             "threads   {threads}, precision {}, best of {}",
-            a.precision, a.runs
+            a.compute.precision, a.runs
         );
         println!(
             "prefill   {short:>5} tokens  {:>8.1} tok/s",

@@ -432,7 +432,8 @@ pub fn chat(a: ChatArgs) -> Result<()> {
     let params = a.sampling.params()?;
     let sampler = Sampler::new(params).map_err(|e| e.to_string())?;
 
-    let loaded = load(&a.model)?;
+    let mut loaded = load(&a.model)?;
+    loaded.set_precision(a.compute.precision());
     let tok = loaded.tokenizer();
     let model = loaded.model();
     let (Some(start_of_turn), Some(end_of_turn)) = (tok.start_of_turn_id(), tok.end_of_turn_id())

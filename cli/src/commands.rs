@@ -42,7 +42,8 @@ pub fn run(a: RunArgs) -> Result<()> {
     };
     let text = if a.chat { chat_prompt(&text) } else { text };
 
-    let loaded = load(&a.model)?;
+    let mut loaded = load(&a.model)?;
+    loaded.set_precision(a.compute.precision());
     let tokenizer = loaded.tokenizer();
     let model = loaded.model();
     let mut prompt = vec![tokenizer.bos_id()];
@@ -199,7 +200,8 @@ pub fn logits(a: LogitsArgs) -> Result<()> {
     if ids.is_empty() {
         return Err("--ids: no token ids given".into());
     }
-    let loaded = load(&a.model)?;
+    let mut loaded = load(&a.model)?;
+    loaded.set_precision(a.compute.precision());
     let model = loaded.model();
     let vocab = model.config.vocab_size;
     if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {

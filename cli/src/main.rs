@@ -128,6 +128,18 @@ pub struct ComputeArgs {
     /// Tokens per prefill pass
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=8192))]
     pub batch: u32,
+    /// Arithmetic: `exact` (f32 activations) or `fast` (16-bit fixed-point
+    /// activations in single-token products; see docs/PERFORMANCE.md for its
+    /// speed and accuracy)
+    #[arg(long, default_value = "exact", value_parser = ["exact", "fast"])]
+    pub precision: String,
+}
+
+impl ComputeArgs {
+    pub fn precision(&self) -> gemma_core::kernels::Precision {
+        // The value parser admits only names `from_name` knows.
+        gemma_core::kernels::Precision::from_name(&self.precision).unwrap_or_default()
+    }
 }
 
 #[derive(Args)]

@@ -52,7 +52,8 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
     let text = std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
     let text =
         String::from_utf8(text).map_err(|e| format!("{}: not UTF-8 ({e})", a.file.display()))?;
-    let loaded = a.model.load()?;
+    let mut loaded = a.model.load()?;
+    loaded.set_precision(a.compute.precision());
     let model = loaded.model();
     let tok = loaded.tokenizer();
     let mut ids = vec![tok.bos_id()];

@@ -8,6 +8,7 @@ use gemma_core::format::gguf::{Gguf, GgufError};
 use gemma_core::format::gguf_vocab::GgufVocab;
 use gemma_core::format::sbs::{SbsError, SbsFile};
 use gemma_core::generate::SessionSizes;
+use gemma_core::kernels::Precision;
 use gemma_core::model::{Model, ModelError};
 use gemma_core::sampling::Candidate;
 use gemma_core::tokenizer::{Tokenizer, TokenizerError, TokenizerTables};
@@ -72,6 +73,8 @@ pub struct LoadedModel {
     /// lies in the file, so tokenizer views need no header walk.
     vocab_range: std::ops::Range<usize>,
     format: Format,
+    /// The arithmetic of the models [`LoadedModel::model`] hands out.
+    precision: Precision,
 }
 
 /// Which container a model file is.
@@ -145,6 +148,7 @@ impl LoadedModel {
             tables,
             vocab_range,
             format: Format::Gguf,
+            precision: Precision::Exact,
         })
     }
 
@@ -169,6 +173,7 @@ impl LoadedModel {
             tables,
             vocab_range,
             format: Format::Sbs,
+            precision: Precision::Exact,
         })
     }
 
@@ -202,7 +207,19 @@ impl LoadedModel {
             Format::Gguf => Model::from_gguf(&self.gguf().expect("GGUF")),
             Format::Sbs => Model::from_sbs(&self.sbs().expect(".sbs")),
         };
-        model.expect("model validated at load")
+        model
+            .expect("model validated at load")
+            .with_precision(self.precision)
+    }
+
+    /// Sets the arithmetic of every model handed out from now on
+    /// ([`Precision::Exact`] unless set).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn tokenizer(&self) -> Tokenizer<'_> {

@@ -124,6 +124,38 @@ impl Tolerances {
 /// Checks every step's top-20 logits and every prompt position's argmax;
 /// returns the worst top-20 difference.
 pub fn teacher_forced(loaded: &gemma_platform::LoadedModel, i: usize, tol: &Tolerances) -> f32 {
+    teacher_forced_stats(loaded, i, tol).worst_top20
+}
+
+/// What [`teacher_forced_stats`] measured over one golden prompt.
+#[derive(Clone, Copy, Debug)]
+pub struct Forced {
+    /// Largest difference from a golden top-20 logit.
+    pub worst_top20: f32,
+    /// Sum over the steps of KL(golden || ours), both distributions taken
+    /// over the step's 20 golden ids (softmax of those logits only).
+    pub kl_top20_sum: f64,
+    /// Steps compared.
+    pub steps: usize,
+}
+
+/// KL(p || q) of the softmaxes of two logit vectors over the same ids.
+pub fn kl_of_logits(p_logits: &[f32], q_logits: &[f32]) -> f64 {
+    let log_softmax = |l: &[f32]| -> Vec<f64> {
+        let max = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = max + l.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+        l.iter().map(|&v| v as f64 - lse).collect()
+    };
+    let (lp, lq) = (log_softmax(p_logits), log_softmax(q_logits));
+    lp.iter().zip(&lq).map(|(a, b)| a.exp() * (a - b)).sum()
+}
+
+/// [`teacher_forced`], also measuring the KL divergence at every step.
+pub fn teacher_forced_stats(
+    loaded: &gemma_platform::LoadedModel,
+    i: usize,
+    tol: &Tolerances,
+) -> Forced {
     use gemma_core::generate::Session;
     use gemma_platform::{RayonExecutor, SessionBuffers};
     let p = &goldens()["prompts"][i];
@@ -143,6 +175,8 @@ pub fn teacher_forced(loaded: &gemma_platform::LoadedModel, i: usize, tol: &Tole
         Session::new(&model, total, batch, &mut bufs.floats, &mut bufs.candidates).unwrap();
     let last_prompt = input.len() - 1;
     let mut worst = 0f32;
+    let mut kl_sum = 0f64;
+    let mut kl_steps = 0usize;
     let mut check = |pos: usize, row: &[f32]| {
         let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         if pos < input.len() {
@@ -158,6 +192,9 @@ pub fn teacher_forced(loaded: &gemma_platform::LoadedModel, i: usize, tol: &Tole
             let step = &steps[k];
             let ids = u32s(&step["top_ids"]);
             let want = f32s(&step["top_logits"]);
+            let ours: Vec<f32> = ids.iter().map(|&id| row[id as usize]).collect();
+            kl_sum += kl_of_logits(&want, &ours);
+            kl_steps += 1;
             for (&id, &w) in ids.iter().zip(&want) {
                 let d = (row[id as usize] - w).abs();
                 worst = worst.max(d);
@@ -193,8 +230,17 @@ pub fn teacher_forced(loaded: &gemma_platform::LoadedModel, i: usize, tol: &Tole
         pos += 1;
     }
     assert_eq!(pos, total);
-    eprintln!("prompt {i}: {total} positions, worst top-20 logit difference {worst:.2e}");
-    worst
+    eprintln!(
+        "prompt {i} ({:?}): {total} positions, worst top-20 logit difference {worst:.2e}, \
+         mean top-20 KL {:.3e}",
+        model.precision,
+        kl_sum / kl_steps.max(1) as f64
+    );
+    Forced {
+        worst_top20: worst,
+        kl_top20_sum: kl_sum,
+        steps: kl_steps,
+    }
 }
 
 /// A directory under `base` (a test's `CARGO_TARGET_TMPDIR`), named after

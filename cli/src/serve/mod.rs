@@ -78,7 +78,9 @@ fn load(args: &ModelArgs) -> Result<LoadedModel> {
 pub fn serve(a: ServeArgs) -> Result<()> {
     // The model lives as long as the process; the worker and the handlers
     // borrow it from any thread.
-    let loaded: &'static LoadedModel = Box::leak(Box::new(load(&a.model)?));
+    let mut loaded = load(&a.model)?;
+    loaded.set_precision(a.compute.precision());
+    let loaded: &'static LoadedModel = Box::leak(Box::new(loaded));
     let model = loaded.model();
     let max_context = model.config.context_length;
     let context = a.context.unwrap_or(max_context.min(DEFAULT_CONTEXT));

@@ -7,7 +7,7 @@
 //! copy of a tensor ever exists.
 
 use super::ops::{dot4, dot4x2};
-use super::SharedOut;
+use super::{Precision, SharedOut};
 use crate::exec::{split, Executor};
 use crate::model::weights::{Encoding, Matrix};
 use crate::quant::{self, WeightType};
@@ -20,6 +20,18 @@ const TILE: usize = 4;
 /// `out[b * w.rows + r] = dot(w.row(r), x[b * w.cols..(b + 1) * w.cols])`
 /// for `b < n`. `n` is clamped to what `x` and `out` can hold.
 pub fn matmul(exec: &dyn Executor, w: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
+    matmul_with(exec, w, x, n, out, Precision::Exact);
+}
+
+/// [`matmul`] at the given precision.
+pub fn matmul_with(
+    exec: &dyn Executor,
+    w: &Matrix,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    precision: Precision,
+) {
     let (rows, cols) = (w.rows, w.cols);
     if rows == 0 || cols == 0 {
         return;
@@ -28,6 +40,15 @@ pub fn matmul(exec: &dyn Executor, w: &Matrix, x: &[f32], n: usize, out: &mut [f
     let out = &mut out[..n * rows];
     match w.enc {
         Encoding::Ggml(ty) => {
+            #[cfg(target_arch = "x86_64")]
+            if n == 1 && precision == Precision::Fast && cols % super::fixed16::BLOCK == 0 {
+                if let Some(kernel) = fixed16_rows(ty) {
+                    matvec_fixed16(exec, w, &x[..cols], out, kernel);
+                    return;
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = precision;
             #[cfg(target_arch = "x86_64")]
             if n == 1 {
                 if let Some(kernel) = fused_rows(ty) {
@@ -168,6 +189,82 @@ fn matvec_fused(
     });
 }
 
+/// The fixed-point four-row kernel for `ty` on this CPU, if there is one.
+#[cfg(target_arch = "x86_64")]
+fn fixed16_rows(ty: WeightType) -> Option<super::rows_x86_fixed16::Rows4Fixed16> {
+    if super::cpu::has_avx2_fma() {
+        super::rows_x86_fixed16::kernel_for(ty)
+    } else {
+        None
+    }
+}
+
+/// Columns quantized at a time on the stack (8 KiB of codes): a multiple of
+/// every block size. Wider matrices go through in column chunks, each
+/// chunk's sums added to the last.
+#[cfg(target_arch = "x86_64")]
+const FIXED16_CHUNK: usize = 4096;
+
+/// `out[r] = dot(w.row(r), x)` with activations in 16-bit fixed point
+/// ([`super::fixed16`]), four rows at a time, row ranges split across
+/// tasks. `x.len()` is a multiple of the activation block.
+#[cfg(target_arch = "x86_64")]
+fn matvec_fixed16(
+    exec: &dyn Executor,
+    w: &Matrix,
+    x: &[f32],
+    out: &mut [f32],
+    kernel: super::rows_x86_fixed16::Rows4Fixed16,
+) {
+    use super::fixed16::{quantize, Fixed16, BLOCK};
+    let rows = w.rows;
+    let mut q = [0i16; FIXED16_CHUNK];
+    let mut scale = [0f32; FIXED16_CHUNK / BLOCK];
+    let mut sum = [0f32; FIXED16_CHUNK / BLOCK];
+    let (be, bb) = (kernel.block_elems(), kernel.block_bytes());
+    let quads = rows.div_ceil(4);
+    let (tasks, per_task) = split(quads, exec.threads(), 8, 4);
+    let mut c0 = 0;
+    while c0 < x.len() {
+        let c1 = (c0 + FIXED16_CHUNK).min(x.len());
+        let len = c1 - c0;
+        if !quantize(&x[c0..c1], &mut q[..len], &mut scale, &mut sum) {
+            out.fill(f32::NAN);
+            return;
+        }
+        let act = Fixed16 {
+            q: &q[..len],
+            scale: &scale[..len / BLOCK],
+            sum: &sum[..len / BLOCK],
+        };
+        // Byte range of this chunk in every row; a partial weight block at
+        // the end of a row is not read (as in the exact kernels).
+        let (b0, b1) = (c0 / be * bb, c1.div_ceil(be) * bb);
+        let first = c0 == 0;
+        let shared = SharedOut::new(out);
+        exec.run(tasks, &|t| {
+            let start = (t * per_task * 4).min(rows);
+            let end = ((t + 1) * per_task * 4).min(rows);
+            // SAFETY: tasks own disjoint row ranges [start, end).
+            let dst = unsafe { shared.slice(start, end - start) };
+            let mut r = start;
+            while r < end {
+                let pick = |k: usize| {
+                    let row = w.row((r + k).min(end - 1));
+                    row.get(b0..b1.min(row.len())).unwrap_or(&[])
+                };
+                let sums = kernel.dot4([pick(0), pick(1), pick(2), pick(3)], &act);
+                let n = (end - r).min(4);
+                for (d, s) in dst[r - start..r - start + n].iter_mut().zip(&sums) {
+                    *d = if first { *s } else { *d + *s };
+                }
+                r += 4;
+            }
+        });
+        c0 = c1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +314,64 @@ mod tests {
                 assert!(
                     (a - b).abs() <= 1e-4 * b.abs().max(1.0),
                     "{ty:?}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    /// The fast precision over a ragged row count and more columns than one
+    /// quantization chunk, against the exact path.
+    #[test]
+    fn fast_precision_matches_exact_across_chunks_and_ragged_rows() {
+        if !crate::kernels::cpu::has_avx2_fma() {
+            std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
+            return;
+        }
+        let (rows, cols) = (9usize, 4608usize);
+        for ty in [
+            WeightType::Q8_0,
+            WeightType::Q5_0,
+            WeightType::Q4K,
+            WeightType::Q6K,
+        ] {
+            let mut bytes = std::vec![0u8; rows * ty.row_bytes(cols).unwrap()];
+            let mut state = 0x2545_f491u32;
+            for b in bytes.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                *b = state as u8;
+            }
+            let scale = half::f16::from_f32(0.0123).to_bits().to_le_bytes();
+            for block in bytes.chunks_exact_mut(ty.block_bytes()) {
+                match ty {
+                    WeightType::Q4K => {
+                        block[..2].copy_from_slice(&scale);
+                        block[2..4].copy_from_slice(&scale);
+                    }
+                    WeightType::Q6K => block[208..210].copy_from_slice(&scale),
+                    _ => block[..2].copy_from_slice(&scale),
+                }
+            }
+            let m = Matrix::new(ty, rows, cols, &bytes).unwrap();
+            let x: std::vec::Vec<f32> = (0..cols)
+                .map(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0)
+                .collect();
+            let (mut fast, mut exact) = ([0f32; 9], [0f32; 9]);
+            matmul_with(&Serial, &m, &x, 1, &mut fast, Precision::Fast);
+            matmul_with(&Serial, &m, &x, 1, &mut exact, Precision::Exact);
+            let mut w = std::vec![0f32; cols];
+            for r in 0..rows {
+                quant::dequantize(ty, m.row(r), &mut w).unwrap();
+                // Half a quantization step per activation, times |w|.
+                let step = 11.0 / 3.0 / 32767.0;
+                let bound: f32 = w.iter().map(|v| v.abs() * step * 0.5).sum::<f32>() * 1.05
+                    + 1e-4 * exact[r].abs().max(1.0);
+                assert!(
+                    (fast[r] - exact[r]).abs() <= bound,
+                    "{ty:?} row {r}: fast {} vs exact {} (bound {bound})",
+                    fast[r],
+                    exact[r]
                 );
             }
         }

@@ -4,12 +4,48 @@
 //! independent accumulator lanes so that the compiler vectorizes it.
 
 pub mod cpu;
+pub mod fixed16;
 pub mod matmul;
 pub mod ops;
 #[cfg(target_arch = "x86_64")]
 mod rows_x86;
+#[cfg(target_arch = "x86_64")]
+mod rows_x86_fixed16;
 mod shared;
 #[cfg(target_arch = "x86_64")]
 mod simd_x86;
 
 pub use shared::SharedOut;
+
+/// How activations meet weights in matrix products.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 activations: every weight code becomes an f32 before its
+    /// multiply. The tolerances of the goldens tests hold in this mode.
+    #[default]
+    Exact,
+    /// Single-token products on GGUF Q8_0/Q5_0/Q4_K/Q6_K weights take the
+    /// activations as 16-bit fixed point per block of 32 ([`fixed16`]) and
+    /// multiply integers. Everything else (prefill, attention, norms, other
+    /// formats, CPUs without AVX2) is as in `Exact`.
+    Fast,
+}
+
+impl Precision {
+    /// The name the CLI and the C API use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Exact => "exact",
+            Precision::Fast => "fast",
+        }
+    }
+
+    /// The precision called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "exact" => Some(Precision::Exact),
+            "fast" => Some(Precision::Fast),
+            _ => None,
+        }
+    }
+}

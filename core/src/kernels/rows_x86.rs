@@ -96,14 +96,17 @@ unsafe fn dot32_i8(q: __m256i, x: *const f32) -> __m256 {
 /// Every row must hold `blocks` blocks and `x` `32 * blocks` floats.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
+    // Row by row: the four rows lie one after another in memory, so this
+    // order reads the weights as one sequential stream (the product is
+    // memory-bound at the output projection's size; x stays in L1).
     let mut acc = [_mm256_setzero_ps(); 4];
-    for b in 0..blocks {
-        prefetch_ahead(rows, 34 * b);
-        for r in 0..4 {
+    for r in 0..4 {
+        for b in 0..blocks {
             // SAFETY: block b of row r lies inside the row (b < blocks), and
             // x holds 32 floats from 32 * b.
             unsafe {
                 let p = rows[r].add(34 * b);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
                 let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
                 let s = dot32_i8(q, x.add(32 * b));
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p)), s, acc[r]);
@@ -128,14 +131,15 @@ unsafe fn q5_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
     );
     let bit_of_byte = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     let low4 = _mm_set1_epi8(0x0F);
+    // Row by row, one sequential stream, as in `q8_0`.
     let mut acc = [_mm256_setzero_ps(); 4];
-    for b in 0..blocks {
-        prefetch_ahead(rows, 22 * b);
-        for r in 0..4 {
+    for r in 0..4 {
+        for b in 0..blocks {
             // SAFETY: block b of row r is inside the row; x holds 32 floats
             // from 32 * b.
             unsafe {
                 let p = rows[r].add(22 * b);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
                 let qh = (p.add(2) as *const u32).read_unaligned();
                 let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), spread);
                 let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit_of_byte), bit_of_byte);

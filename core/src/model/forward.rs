@@ -11,15 +11,18 @@ use super::kv_cache::KvCache;
 use super::weights::{Matrix, Weights, WeightsError};
 use crate::exec::Executor;
 use crate::format::gguf::Gguf;
-use crate::kernels::matmul::matmul;
+use crate::kernels::matmul::matmul_with;
 use crate::kernels::ops::{gelu_gate, rms_norm, rms_norm_inplace, rope_apply, rope_table, softcap};
+use crate::kernels::Precision;
 use core::fmt;
 
-/// A model: its configuration and borrowed weights.
+/// A model: its configuration, borrowed weights, and the arithmetic its
+/// matrix products use.
 #[derive(Clone, Copy, Debug)]
 pub struct Model<'a> {
     pub config: ModelConfig,
     pub weights: Weights<'a>,
+    pub precision: Precision,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +164,11 @@ impl<'a> Model<'a> {
     pub fn from_gguf(g: &Gguf<'a>) -> Result<Self, ModelError> {
         let config = ModelConfig::from_gguf(g).map_err(ModelError::Config)?;
         let weights = Weights::from_gguf(g, &config).map_err(ModelError::Weights)?;
-        Ok(Self { config, weights })
+        Ok(Self {
+            config,
+            weights,
+            precision: Precision::Exact,
+        })
     }
 
     /// A gemma.cpp `.sbs` model: same forward pass, weights decoded with
@@ -169,7 +176,16 @@ impl<'a> Model<'a> {
     pub fn from_sbs(f: &crate::format::sbs::SbsFile<'a>) -> Result<Self, ModelError> {
         let config = ModelConfig::from_sbs(&f.config).map_err(ModelError::Config)?;
         let weights = Weights::from_sbs(f, &config).map_err(ModelError::Weights)?;
-        Ok(Self { config, weights })
+        Ok(Self {
+            config,
+            weights,
+            precision: Precision::Exact,
+        })
+    }
+
+    /// The same model with its matrix products at `precision`.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Self { precision, ..self }
     }
 
     /// Runs `tokens` at positions `start..start + tokens.len()`, storing their
@@ -270,9 +286,9 @@ impl<'a> Model<'a> {
 
         // Attention.
         norm_rows(s.x, &w.attn_norm, s.xn);
-        matmul(exec, &w.q, s.xn, n, s.q);
-        matmul(exec, &w.k, s.xn, n, s.k);
-        matmul(exec, &w.v, s.xn, n, s.v);
+        matmul_with(exec, &w.q, s.xn, n, s.q, self.precision);
+        matmul_with(exec, &w.k, s.xn, n, s.k, self.precision);
+        matmul_with(exec, &w.v, s.xn, n, s.v, self.precision);
 
         let local = cfg.is_local(layer);
         let rope = if local {
@@ -322,7 +338,7 @@ impl<'a> Model<'a> {
             written_end: start + n,
         };
         attend(exec, cfg, layer, cache, s.q, start, n, mask, s.att);
-        matmul(exec, &w.o, s.att, n, s.xn);
+        matmul_with(exec, &w.o, s.att, n, s.xn, self.precision);
         if cfg.post_norms {
             for row in s.xn[..n * d].chunks_exact_mut(d) {
                 rms_norm_inplace(row, &w.post_attn_norm, eps, p1);
@@ -332,11 +348,11 @@ impl<'a> Model<'a> {
 
         // Feed-forward.
         norm_rows(s.x, &w.ffn_norm, s.xn);
-        matmul(exec, &w.gate, s.xn, n, s.gate);
-        matmul(exec, &w.up, s.xn, n, s.up);
+        matmul_with(exec, &w.gate, s.xn, n, s.gate, self.precision);
+        matmul_with(exec, &w.up, s.xn, n, s.up, self.precision);
         let ff = n * cfg.d_ff;
         gelu_gate(&mut s.gate[..ff], &s.up[..ff]);
-        matmul(exec, &w.down, s.gate, n, s.xn);
+        matmul_with(exec, &w.down, s.gate, n, s.xn, self.precision);
         if cfg.post_norms {
             for row in s.xn[..n * d].chunks_exact_mut(d) {
                 rms_norm_inplace(row, &w.post_ffw_norm, eps, p1);
@@ -348,7 +364,7 @@ impl<'a> Model<'a> {
     /// Logits for `n` final hidden states (`n x d_model` → `n x vocab`),
     /// soft-capped when the model says so.
     pub fn logits(&self, exec: &dyn Executor, hidden: &[f32], n: usize, out: &mut [f32]) {
-        matmul(exec, &self.weights.output, hidden, n, out);
+        matmul_with(exec, &self.weights.output, hidden, n, out, self.precision);
         let cap = self.config.final_softcap;
         if cap > 0.0 {
             let len = (n * self.config.vocab_size).min(out.len());

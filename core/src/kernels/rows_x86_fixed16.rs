@@ -1,0 +1,473 @@
+//! AVX2 decode-and-dot of four weight rows against 16-bit fixed-point
+//! activations ([`super::fixed16`]): the single-token path of the `fast`
+//! precision for Q8_0, Q5_0, Q4_K and Q6_K.
+//!
+//! Every weight code is a small integer, so `vpmaddwd` multiplies sixteen
+//! codes by sixteen activation codes and adds pairs exactly in 32 bits; a
+//! block's integer sum is converted to f32 once and scaled by the weight
+//! scale times the activation block's scale. Per weight that is about half
+//! the work of the exact kernels in `rows_x86`, which convert each code to
+//! f32 before its multiply. The only error is the activations' rounding to
+//! 15 bits of their block maximum.
+//!
+//! Overflow: a code is at most 127 in magnitude (Q8_0), an activation code
+//! 32767, so a 32-element block sums to under 2^27.
+//!
+//! As in `rows_x86`, each kernel reads `blocks` whole blocks of every row;
+//! [`Rows4Fixed16::dot4`] computes `blocks` from the shortest row and from
+//! the activations, which keeps every read in bounds.
+
+use super::fixed16::{Fixed16, BLOCK};
+use crate::quant::kquants::{unpack_scales_mins, Q4_K_BYTES, Q6_K_BYTES, QK_K};
+use crate::quant::WeightType;
+use core::arch::x86_64::*;
+
+/// Horizontal sum of eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s)))
+}
+
+/// An f16 at `p` (little-endian, unaligned) as f32.
+///
+/// # Safety
+/// Two bytes at `p` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees two readable bytes.
+    let bits = unsafe { (p as *const u16).read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// Bytes ahead of the current block to prefetch in each row.
+const PREFETCH_BYTES: usize = 2048;
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn prefetch_ahead(rows: [*const u8; 4], off: usize) {
+    for r in rows {
+        // Prefetches never fault, so addresses past the weights are harmless.
+        let p = r.wrapping_add(off + PREFETCH_BYTES) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(p);
+    }
+}
+
+/// Sixteen activation codes at `x`.
+///
+/// # Safety
+/// Sixteen i16 at `x` must be readable.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load16(x: *const i16) -> __m256i {
+    // SAFETY: the caller guarantees 32 readable bytes.
+    unsafe { _mm256_loadu_si256(x as *const __m256i) }
+}
+
+/// Thirty-two signed 8-bit codes times the 32 activation codes `x`, as
+/// eight 32-bit partial sums.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn idot32_i8(q: __m256i, x: [__m256i; 2]) -> __m256i {
+    let lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
+    let hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(q));
+    _mm256_add_epi32(_mm256_madd_epi16(lo, x[0]), _mm256_madd_epi16(hi, x[1]))
+}
+
+/// As [`idot32_i8`] for unsigned codes (K-quant nibbles).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn idot32_u8(q: __m256i, x: [__m256i; 2]) -> __m256i {
+    let lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(q));
+    let hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(q));
+    _mm256_add_epi32(_mm256_madd_epi16(lo, x[0]), _mm256_madd_epi16(hi, x[1]))
+}
+
+/// The two halves of activation block `blk`.
+///
+/// # Safety
+/// Block `blk` of `x` must be readable.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn x_block(x: *const i16, blk: usize) -> [__m256i; 2] {
+    // SAFETY: the caller guarantees the 32 codes of block `blk`.
+    unsafe {
+        let p = x.add(BLOCK * blk);
+        [load16(p), load16(p.add(16))]
+    }
+}
+
+/// Q8_0: 34-byte blocks of an f16 scale and 32 signed codes.
+///
+/// # Safety
+/// Every row must hold `blocks` blocks, and `x` must hold `blocks` blocks
+/// of codes, scales and sums.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
+    // Row by row: the four rows lie one after another in memory, so this
+    // order reads the weights as one sequential stream, which keeps the
+    // memory system busier than four interleaved streams do (the product
+    // is memory-bound; the activations stay in L1 either way).
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for r in 0..4 {
+        for b in 0..blocks {
+            // SAFETY: block b of x exists (b < blocks).
+            let (xv, sx) = unsafe { (x_block(x.q, b), *x.scale.add(b)) };
+            // SAFETY: block b of row r lies inside the row.
+            unsafe {
+                let p = rows[r].add(34 * b);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
+                let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
+                let s = _mm256_cvtepi32_ps(idot32_i8(q, xv));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p) * sx), s, acc[r]);
+            }
+        }
+    }
+    acc.map(|a| hsum(a))
+}
+
+/// Q5_0: 22-byte blocks of an f16 scale, 32 fifth bits and 16 bytes of
+/// nibbles (element `i` the low nibble of byte `i`, element `16 + i` its
+/// high nibble), codes centred on 16.
+///
+/// # Safety
+/// As for [`q8_0`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
+    // Byte k of the spread word is qh byte k / 8, tested against bit k % 8.
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
+    );
+    let bit_of_byte = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let low4 = _mm_set1_epi8(0x0F);
+    // Row by row, one sequential stream, as in `q8_0`.
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for r in 0..4 {
+        for b in 0..blocks {
+            // SAFETY: block b of x exists.
+            let (xv, sx) = unsafe { (x_block(x.q, b), *x.scale.add(b)) };
+            // SAFETY: block b of row r is inside the row.
+            unsafe {
+                let p = rows[r].add(22 * b);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
+                let qh = (p.add(2) as *const u32).read_unaligned();
+                let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), spread);
+                let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit_of_byte), bit_of_byte);
+                let fifth = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+                let qs = _mm_loadu_si128(p.add(6) as *const __m128i);
+                let lo = _mm_and_si128(qs, low4);
+                let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), low4);
+                let q = _mm256_sub_epi8(
+                    _mm256_or_si256(_mm256_set_m128i(hi, lo), fifth),
+                    _mm256_set1_epi8(16),
+                );
+                let s = _mm256_cvtepi32_ps(idot32_i8(q, xv));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p) * sx), s, acc[r]);
+            }
+        }
+    }
+    acc.map(|a| hsum(a))
+}
+
+/// Q4_K: 144-byte super-blocks of 256 (f16 `d` and `dmin`, twelve bytes of
+/// 6-bit scales and mins, 128 bytes of nibbles). Sub-block `j` decodes as
+/// `d * sc[j] * q - dmin * mn[j]`; the `mn` term uses the exact f32 sum of
+/// the activation block, so only the `q` term sees the fixed point.
+///
+/// # Safety
+/// Every row must hold `blocks` super-blocks and `x` `8 * blocks` blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
+    let low4 = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut offset = [0f32; 4];
+    for b in 0..blocks {
+        let first = 8 * b;
+        // SAFETY: blocks first..first + 8 of x exist.
+        let (xs, xsum) = unsafe {
+            (
+                (x.scale.add(first) as *const [f32; 8]).read(),
+                (x.sum.add(first) as *const [f32; 8]).read(),
+            )
+        };
+        for line in 0..3 {
+            prefetch_ahead(rows, Q4_K_BYTES * b + 64 * line);
+        }
+        for r in 0..4 {
+            // SAFETY: super-block b of row r is inside the row.
+            let p = unsafe { rows[r].add(Q4_K_BYTES * b) };
+            // SAFETY: the super-block's first 16 bytes are readable.
+            let (d, dmin, packed) = unsafe {
+                (
+                    f16_at(p),
+                    f16_at(p.add(2)),
+                    (p.add(4) as *const [u8; 12]).read_unaligned(),
+                )
+            };
+            let (sc, mn) = unpack_scales_mins(&packed);
+            let mut a = acc[r];
+            for c in 0..4 {
+                let (j0, j1) = (2 * c, 2 * c + 1);
+                // SAFETY: bytes 16 + 32c .. 48 + 32c of the super-block, and
+                // blocks first + j0, first + j1 of x.
+                unsafe {
+                    let q = _mm256_loadu_si256(p.add(16 + 32 * c) as *const __m256i);
+                    let lo = _mm256_and_si256(q, low4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
+                    let s_lo = _mm256_cvtepi32_ps(idot32_u8(lo, x_block(x.q, first + j0)));
+                    let s_hi = _mm256_cvtepi32_ps(idot32_u8(hi, x_block(x.q, first + j1)));
+                    a = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[j0] as f32 * xs[j0]), s_lo, a);
+                    a = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[j1] as f32 * xs[j1]), s_hi, a);
+                }
+            }
+            acc[r] = a;
+            for j in 0..8 {
+                offset[r] += dmin * mn[j] as f32 * xsum[j];
+            }
+        }
+    }
+    core::array::from_fn(|r| hsum(acc[r]) - offset[r])
+}
+
+/// Q6_K: 210-byte super-blocks of 256 (`ql[128]` low nibbles, `qh[64]`
+/// high bit pairs, sixteen signed scales, one per 16 elements, f16 `d`),
+/// codes centred on 32; the element order is documented in `rows_x86`.
+///
+/// # Safety
+/// As for [`q4_k`], with 210-byte super-blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
+    let low4 = _mm256_set1_epi8(0x0F);
+    let three = _mm256_set1_epi8(0x03);
+    let thirty_two = _mm256_set1_epi8(32);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for b in 0..blocks {
+        let first = 8 * b;
+        // SAFETY: blocks first..first + 8 of x exist.
+        let xs = unsafe { (x.scale.add(first) as *const [f32; 8]).read() };
+        for line in 0..4 {
+            prefetch_ahead(rows, Q6_K_BYTES * b + 64 * line);
+        }
+        for r in 0..4 {
+            // SAFETY: super-block b of row r is inside the row.
+            let p = unsafe { rows[r].add(Q6_K_BYTES * b) };
+            // SAFETY: bytes 192..210 of the super-block are readable.
+            let (d, scales) = unsafe {
+                (
+                    f16_at(p.add(208)),
+                    (p.add(192) as *const [i8; 16]).read_unaligned(),
+                )
+            };
+            let mut a = acc[r];
+            for h in 0..2 {
+                // SAFETY: ql bytes 64h..64h+64, qh bytes 128+32h..160+32h.
+                let (ql0, ql1, qh) = unsafe {
+                    (
+                        _mm256_loadu_si256(p.add(64 * h) as *const __m256i),
+                        _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i),
+                        _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i),
+                    )
+                };
+                let codes = [
+                    (_mm256_and_si256(ql0, low4), qh),
+                    (_mm256_and_si256(ql1, low4), _mm256_srli_epi16::<2>(qh)),
+                    (
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
+                        _mm256_srli_epi16::<4>(qh),
+                    ),
+                    (
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
+                        _mm256_srli_epi16::<6>(qh),
+                    ),
+                ];
+                for (k, (low, high)) in codes.into_iter().enumerate() {
+                    let top = _mm256_slli_epi16::<4>(_mm256_and_si256(high, three));
+                    let q = _mm256_sub_epi8(_mm256_or_si256(low, top), thirty_two);
+                    let s = 8 * h + 2 * k;
+                    let blk = 4 * h + k;
+                    // SAFETY: block first + blk of x exists.
+                    let xv = unsafe { x_block(x.q, first + blk) };
+                    let i0 =
+                        _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)), xv[0]);
+                    let i1 = _mm256_madd_epi16(
+                        _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(q)),
+                        xv[1],
+                    );
+                    let dx = d * xs[blk];
+                    a = _mm256_fmadd_ps(
+                        _mm256_set1_ps(dx * scales[s] as f32),
+                        _mm256_cvtepi32_ps(i0),
+                        a,
+                    );
+                    a = _mm256_fmadd_ps(
+                        _mm256_set1_ps(dx * scales[s + 1] as f32),
+                        _mm256_cvtepi32_ps(i1),
+                        a,
+                    );
+                }
+            }
+            acc[r] = a;
+        }
+    }
+    acc.map(|a| hsum(a))
+}
+
+/// Raw pointers to fixed-point activations, valid for the kernel's blocks.
+#[derive(Clone, Copy)]
+struct Act {
+    q: *const i16,
+    scale: *const f32,
+    sum: *const f32,
+}
+
+type Rows4Fn = unsafe fn([*const u8; 4], Act, usize) -> [f32; 4];
+
+/// A four-row fixed-point kernel with its block geometry.
+#[derive(Clone, Copy)]
+pub(super) struct Rows4Fixed16 {
+    f: Rows4Fn,
+    block_elems: usize,
+    block_bytes: usize,
+}
+
+/// The four-row fixed-point kernel for `ty`, if there is one. Callers must
+/// have checked `cpu::has_avx2_fma()`.
+pub(super) fn kernel_for(ty: WeightType) -> Option<Rows4Fixed16> {
+    let (f, block_elems, block_bytes): (Rows4Fn, usize, usize) = match ty {
+        WeightType::Q8_0 => (q8_0, 32, 34),
+        WeightType::Q5_0 => (q5_0, 32, 22),
+        WeightType::Q4K => (q4_k, QK_K, Q4_K_BYTES),
+        WeightType::Q6K => (q6_k, QK_K, Q6_K_BYTES),
+        _ => return None,
+    };
+    Some(Rows4Fixed16 {
+        f,
+        block_elems,
+        block_bytes,
+    })
+}
+
+impl Rows4Fixed16 {
+    /// Elements per weight block: column ranges handed to [`Self::dot4`]
+    /// start at multiples of it.
+    pub(super) fn block_elems(&self) -> usize {
+        self.block_elems
+    }
+
+    /// Bytes per weight block.
+    pub(super) fn block_bytes(&self) -> usize {
+        self.block_bytes
+    }
+
+    /// `dot(rows[k], x)` for each k, over the whole weight blocks that every
+    /// row and `x` hold.
+    pub(super) fn dot4(&self, rows: [&[u8]; 4], x: &Fixed16) -> [f32; 4] {
+        let act_blocks_per = self.block_elems / BLOCK;
+        let blocks = rows
+            .iter()
+            .map(|r| r.len() / self.block_bytes)
+            .fold(x.blocks() / act_blocks_per, usize::min);
+        let act = Act {
+            q: x.q.as_ptr(),
+            scale: x.scale.as_ptr(),
+            sum: x.sum.as_ptr(),
+        };
+        // SAFETY: `kernel_for` hands out kernels only to callers that
+        // confirmed AVX2/FMA/F16C; `blocks` fits every row, and x holds
+        // `blocks * act_blocks_per` blocks of codes, scales and sums.
+        unsafe { (self.f)(rows.map(|r| r.as_ptr()), act, blocks) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::fixed16::quantize;
+    use crate::quant;
+
+    fn noise(bytes: &mut [u8], seed: u32) {
+        let mut s = seed | 1;
+        for b in bytes.iter_mut() {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            *b = s as u8;
+        }
+    }
+
+    /// Random codes with sane scales, against decode-then-dot in f64 with
+    /// the unquantized activations: the gap is the activations' rounding.
+    #[test]
+    fn fixed_point_kernels_match_decode_then_dot() {
+        if !crate::kernels::cpu::has_avx2_fma() {
+            std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
+            return;
+        }
+        let cols = 512;
+        for ty in [
+            WeightType::Q8_0,
+            WeightType::Q5_0,
+            WeightType::Q4K,
+            WeightType::Q6K,
+        ] {
+            let k = kernel_for(ty).unwrap();
+            let row_bytes = ty.row_bytes(cols).unwrap();
+            let mut bytes = std::vec![0u8; 4 * row_bytes];
+            noise(&mut bytes, 0x5151_2323 ^ ty as u32);
+            let scale = half::f16::from_f32(0.0123).to_bits().to_le_bytes();
+            for blk in bytes.chunks_exact_mut(ty.block_bytes()) {
+                match ty {
+                    WeightType::Q4K => {
+                        blk[..2].copy_from_slice(&scale);
+                        blk[2..4].copy_from_slice(&scale);
+                    }
+                    WeightType::Q6K => blk[208..210].copy_from_slice(&scale),
+                    _ => blk[..2].copy_from_slice(&scale),
+                }
+            }
+            // Blocks of very different magnitude, as real activations have.
+            let x: std::vec::Vec<f32> = (0..cols)
+                .map(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0 * (1 + (i / 32) % 5 * 40) as f32)
+                .collect();
+            let (mut q, mut s, mut t) = (
+                std::vec![0i16; cols],
+                std::vec![0f32; cols / 32],
+                std::vec![0f32; cols / 32],
+            );
+            assert!(quantize(&x, &mut q, &mut s, &mut t));
+            let fx = Fixed16 {
+                q: &q,
+                scale: &s,
+                sum: &t,
+            };
+            let rows: [&[u8]; 4] = core::array::from_fn(|r| &bytes[r * row_bytes..][..row_bytes]);
+            let got = k.dot4(rows, &fx);
+            for r in 0..4 {
+                let mut w = std::vec![0f32; cols];
+                quant::dequantize(ty, rows[r], &mut w).unwrap();
+                let want: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+                // Each activation is off by at most half a step of its block.
+                let bound: f64 = w
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (*a as f64).abs() * s[i / 32] as f64 * 0.5)
+                    .sum::<f64>()
+                    * 1.01
+                    + 1e-5
+                        * w.iter()
+                            .zip(&x)
+                            .map(|(a, b)| (a * b).abs() as f64)
+                            .sum::<f64>();
+                assert!(
+                    (got[r] as f64 - want).abs() <= bound,
+                    "{ty:?} row {r}: {} vs {want} (bound {bound})",
+                    got[r]
+                );
+            }
+        }
+    }
+}
