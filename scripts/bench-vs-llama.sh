@@ -14,39 +14,9 @@ model="${1:-$cache/gemma-3-270m-q4_k_m.gguf}"
 runs="${2:-3}"
 mkdir -p "$cache"
 
-# --- llama-bench, built once -------------------------------------------------
-llama_bench() {
-  local found
-  found="$(ls -d "$cache"/llama.cpp-*/build/bin/llama-bench 2>/dev/null | head -n1 || true)"
-  if [ -n "$found" ]; then
-    echo "$found"
-    return
-  fi
-  local dl="$cache/llama-cpp-python-sdist"
-  mkdir -p "$dl"
-  python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python --dest "$dl" llama-cpp-python >&2
-  local tarball
-  tarball="$(ls "$dl"/llama_cpp_python-*.tar.gz | sort -V | tail -n1)"
-  local version
-  version="$(basename "$tarball" .tar.gz | sed 's/^llama_cpp_python-//')"
-  local src="$cache/llama.cpp-$version"
-  rm -rf "$src.tmp"
-  mkdir -p "$src.tmp"
-  tar -xzf "$tarball" -C "$src.tmp" --strip-components=1
-  if ! command -v cmake >/dev/null; then
-    python3 -m pip install --quiet cmake >&2
-  fi
-  # The sdist keeps llama.cpp under vendor/llama.cpp.
-  cmake -S "$src.tmp/vendor/llama.cpp" -B "$src.tmp/build" \
-    -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_AMX=OFF \
-    -DGGML_CPU_AMX=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF >&2
-  cmake --build "$src.tmp/build" --target llama-bench -j "$(nproc)" >&2
-  mv "$src.tmp" "$src"
-  echo "$src/build/bin/llama-bench"
-}
-
-bench_llama="$(llama_bench)"
+# shellcheck source=scripts/llama-cache.sh
+source "$root/scripts/llama-cache.sh"
+bench_llama="$(llama_dir)/build/bin/llama-bench"
 (cd "$root" && cargo build --release -q -p gemma-cli)
 gemma="$root/target/release/gemma"
 
@@ -63,8 +33,8 @@ peak_rss() {
 llama_run() { # threads
   "$bench_llama" -m "$model" -t "$1" -p 64,512 -n 64 -r 1 -o jsonl 2>/dev/null
 }
-gemma_run() { # threads
-  "$gemma" bench --model "$model" --threads "$1" --json
+gemma_run() { # threads precision
+  "$gemma" bench --model "$model" --threads "$1" --precision "$2" --json
 }
 
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
@@ -84,26 +54,32 @@ for threads in 1 2; do
       prev="${best[$key]:-0}"
       best[$key]="$(python3 -c "print(max($prev, $ts))")"
     done < <(llama_run "$threads")
-    json="$(gemma_run "$threads")"
-    for k in prefill_64_tok_s prefill_tok_s decode_tok_s; do
-      v="$(echo "$json" | python3 -c "import json,sys; print(json.load(sys.stdin)['$k'])")"
-      prev="${best[gemma_$k]:-0}"
-      best[gemma_$k]="$(python3 -c "print(max($prev, $v))")"
+    for precision in exact fast; do
+      json="$(gemma_run "$threads" "$precision")"
+      for k in prefill_64_tok_s prefill_tok_s decode_tok_s; do
+        v="$(echo "$json" | python3 -c "import json,sys; print(json.load(sys.stdin)['$k'])")"
+        prev="${best[${precision}_$k]:-0}"
+        best[${precision}_$k]="$(python3 -c "print(max($prev, $v))")"
+      done
+      best[${precision}_rss]="$(echo "$json" | python3 -c "import json,sys; print(json.load(sys.stdin)['peak_rss_bytes'])")"
     done
-    best[gemma_rss]="$(echo "$json" | python3 -c "import json,sys; print(json.load(sys.stdin)['peak_rss_bytes'])")"
   done
   best[llama_rss]="$(peak_rss "$bench_llama" -m "$model" -t "$threads" -p 512 -n 64 -r 1)"
   echo "## $threads thread(s)"
   echo
-  echo "| test | llama.cpp | gemma-rs | ratio |"
-  echo "|---|---|---|---|"
-  row() { printf '| %s | %.1f | %.1f | %.2f |\n' "$1" "$2" "$3" "$(python3 -c "print($3 / $2 if $2 else 0)")"; }
-  row "prefill 64 (tok/s)" "${best[llama_pp64]}" "${best[gemma_prefill_64_tok_s]}"
-  row "prefill 512 (tok/s)" "${best[llama_pp512]}" "${best[gemma_prefill_tok_s]}"
-  row "decode 64 (tok/s)" "${best[llama_tg64]}" "${best[gemma_decode_tok_s]}"
-  printf '| peak RSS (MB) | %.0f | %.0f | %.2f |\n' \
-    "$(python3 -c "print(${best[llama_rss]} / 1e6)")" "$(python3 -c "print(${best[gemma_rss]} / 1e6)")" \
-    "$(python3 -c "print(${best[gemma_rss]} / ${best[llama_rss]} if ${best[llama_rss]} else 0)")"
+  echo "| test | llama.cpp | gemma-rs exact | ratio | gemma-rs fast | ratio |"
+  echo "|---|---|---|---|---|---|"
+  ratio() { python3 -c "print($1 / $2 if $2 else 0)"; }
+  row() {
+    printf '| %s | %.1f | %.1f | %.2f | %.1f | %.2f |\n' "$1" "$2" "$3" "$(ratio "$3" "$2")" "$4" "$(ratio "$4" "$2")"
+  }
+  row "prefill 64 (tok/s)" "${best[llama_pp64]}" "${best[exact_prefill_64_tok_s]}" "${best[fast_prefill_64_tok_s]}"
+  row "prefill 512 (tok/s)" "${best[llama_pp512]}" "${best[exact_prefill_tok_s]}" "${best[fast_prefill_tok_s]}"
+  row "decode 64 (tok/s)" "${best[llama_tg64]}" "${best[exact_decode_tok_s]}" "${best[fast_decode_tok_s]}"
+  mb() { python3 -c "print($1 / 1e6)"; }
+  printf '| peak RSS (MB) | %.0f | %.0f | %.2f | %.0f | %.2f |\n' \
+    "$(mb "${best[llama_rss]}")" "$(mb "${best[exact_rss]}")" "$(ratio "${best[exact_rss]}" "${best[llama_rss]}")" \
+    "$(mb "${best[fast_rss]}")" "$(ratio "${best[fast_rss]}" "${best[llama_rss]}")"
   echo
   unset best
 done
