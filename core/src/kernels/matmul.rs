@@ -6,7 +6,7 @@
 //! `n` tokens decodes each weight once, not `n` times, and no dequantized
 //! copy of a tensor ever exists.
 
-use super::ops::{dot4, dot4x2};
+use super::ops::{dot4, dot4x2, dot4x3};
 use super::{Precision, SharedOut};
 use crate::exec::{split, Executor};
 use crate::model::weights::{Encoding, Matrix};
@@ -118,8 +118,20 @@ fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
                 ];
                 let span = |b: usize| &x[b * cols + start..b * cols + start + len];
                 let mut b = 0;
-                // Two tokens at a time: each decoded weight load serves both.
-                while b + 2 <= n {
+                // Three tokens at a time: each decoded weight load serves
+                // all three.
+                while b + 3 <= n {
+                    let d = dot4x3([span(b), span(b + 1), span(b + 2)], rows_buf);
+                    for (t, dt) in d.iter().enumerate() {
+                        for (k, v) in dt.iter().enumerate().take(nr) {
+                            // SAFETY: as for the two-token loop below, for
+                            // token b + t.
+                            unsafe { shared.add((b + t) * rows + r0 + k, *v) };
+                        }
+                    }
+                    b += 3;
+                }
+                if b + 2 <= n {
                     let d = dot4x2([span(b), span(b + 1)], rows_buf);
                     for (t, dt) in d.iter().enumerate() {
                         for (k, v) in dt.iter().enumerate().take(nr) {

@@ -72,6 +72,21 @@ pub fn dot4x2(x: [&[f32]; 2], w: [&[f32]; 4]) -> [[f32; 4]; 2] {
     [dot4_portable(x[0], w), dot4_portable(x[1], w)]
 }
 
+/// [`dot4`] for three activation spans at once: twelve dot products, each
+/// weight load serving three tokens (the prefill microkernel).
+pub fn dot4x3(x: [&[f32]; 3], w: [&[f32]; 4]) -> [[f32; 4]; 3] {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { super::simd_x86::dot4x3(x, w) };
+    }
+    [
+        dot4_portable(x[0], w),
+        dot4_portable(x[1], w),
+        dot4_portable(x[2], w),
+    ]
+}
+
 /// The portable reference for [`dot4`].
 pub fn dot4_portable(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
     let n = w.iter().fold(x.len(), |n, r| n.min(r.len()));

@@ -122,6 +122,52 @@ pub fn dot4x2(x: [&[f32]; 2], w: [&[f32]; 4]) -> [[f32; 4]; 2] {
     out
 }
 
+/// Four weight rows against three activation spans: twelve dot products,
+/// one accumulator each (seven loads per twelve FMAs, against six per eight
+/// in [`dot4x2`]); twelve accumulators, three activations and one weight
+/// fill the sixteen registers.
+#[target_feature(enable = "avx2,fma")]
+pub fn dot4x3(x: [&[f32]; 3], w: [&[f32]; 4]) -> [[f32; 4]; 3] {
+    let n = w
+        .iter()
+        .fold(x[0].len().min(x[1].len()).min(x[2].len()), |n, r| {
+            n.min(r.len())
+        });
+    let px = [x[0].as_ptr(), x[1].as_ptr(), x[2].as_ptr()];
+    let pw = [w[0].as_ptr(), w[1].as_ptr(), w[2].as_ptr(), w[3].as_ptr()];
+    let mut acc = [[_mm256_setzero_ps(); 4]; 3];
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, inside the three x spans and every w row.
+        let xs = unsafe {
+            [
+                _mm256_loadu_ps(px[0].add(i)),
+                _mm256_loadu_ps(px[1].add(i)),
+                _mm256_loadu_ps(px[2].add(i)),
+            ]
+        };
+        for r in 0..4 {
+            // SAFETY: as above.
+            let wr = unsafe { _mm256_loadu_ps(pw[r].add(i)) };
+            for t in 0..3 {
+                acc[t][r] = _mm256_fmadd_ps(xs[t], wr, acc[t][r]);
+            }
+        }
+        i += 8;
+    }
+    let mut out = [[0f32; 4]; 3];
+    for t in 0..3 {
+        for r in 0..4 {
+            let mut s = hsum(acc[t][r]);
+            for j in i..n {
+                s += x[t][j] * w[r][j];
+            }
+            out[t][r] = s;
+        }
+    }
+    out
+}
+
 /// `acc[i] += a * v[i]` over the common length.
 #[target_feature(enable = "avx2,fma")]
 pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
