@@ -48,6 +48,23 @@ pub fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
     dot4_portable(x, w)
 }
 
+/// `acc[h] += sum_j w[j][h] * v[j]` for four accumulators (four attention
+/// heads weighing the same value rows).
+pub fn axpy4(acc: [&mut [f32]; 4], w: &[[f32; 4]], v: &[&[f32]]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { super::simd_x86::axpy4(acc, w, v) };
+    }
+    let [a0, a1, a2, a3] = acc;
+    for (wj, vj) in w.iter().zip(v) {
+        axpy(a0, wj[0], vj);
+        axpy(a1, wj[1], vj);
+        axpy(a2, wj[2], vj);
+        axpy(a3, wj[3], vj);
+    }
+}
+
 /// `acc[i] += a * v[i]` over the common length.
 #[inline]
 pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {

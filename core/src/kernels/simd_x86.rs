@@ -168,6 +168,58 @@ pub fn dot4x3(x: [&[f32]; 3], w: [&[f32]; 4]) -> [[f32; 4]; 3] {
     out
 }
 
+/// `acc[h] += sum_j w[j][h] * v[j]` for four accumulators at once: each
+/// value row is loaded once for the four heads that share it (six loads per
+/// eight FMAs, against three memory operations per FMA for four `axpy`s).
+#[target_feature(enable = "avx2,fma")]
+pub fn axpy4(mut acc: [&mut [f32]; 4], w: &[[f32; 4]], v: &[&[f32]]) {
+    let keys = w.len().min(v.len());
+    let (w, v) = (&w[..keys], &v[..keys]);
+    let n = v
+        .iter()
+        .fold(acc.iter().map(|a| a.len()).min().unwrap_or(0), |n, r| {
+            n.min(r.len())
+        });
+    let mut i = 0;
+    {
+        let pa = acc.each_mut().map(|a| a.as_mut_ptr());
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n, inside every accumulator and value row;
+            // the accumulators are distinct exclusive borrows.
+            unsafe {
+                let mut a = [[_mm256_setzero_ps(); 2]; 4];
+                for h in 0..4 {
+                    a[h] = [
+                        _mm256_loadu_ps(pa[h].add(i)),
+                        _mm256_loadu_ps(pa[h].add(i + 8)),
+                    ];
+                }
+                for (wj, vj) in w.iter().zip(v) {
+                    let pv = vj.as_ptr();
+                    let (x0, x1) = (_mm256_loadu_ps(pv.add(i)), _mm256_loadu_ps(pv.add(i + 8)));
+                    for h in 0..4 {
+                        let b = _mm256_set1_ps(wj[h]);
+                        a[h][0] = _mm256_fmadd_ps(b, x0, a[h][0]);
+                        a[h][1] = _mm256_fmadd_ps(b, x1, a[h][1]);
+                    }
+                }
+                for h in 0..4 {
+                    _mm256_storeu_ps(pa[h].add(i), a[h][0]);
+                    _mm256_storeu_ps(pa[h].add(i + 8), a[h][1]);
+                }
+            }
+            i += 16;
+        }
+    }
+    for (h, a) in acc.iter_mut().enumerate() {
+        for (wj, vj) in w.iter().zip(v) {
+            for (x, &y) in a[i..n].iter_mut().zip(&vj[i..n]) {
+                *x += wj[h] * y;
+            }
+        }
+    }
+}
+
 /// `acc[i] += a * v[i]` over the common length.
 #[target_feature(enable = "avx2,fma")]
 pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
