@@ -12,13 +12,15 @@ use crate::exec::{split, Executor};
 use crate::model::weights::{Encoding, Matrix};
 use crate::quant::{self, WeightType};
 
-/// Elements decoded at a time per row; a multiple of every block size.
-const SPAN: usize = 512;
+/// Longest span of a row decoded at a time in the batch path; a multiple of
+/// every block size. Rows up to this long are decoded whole, so each output
+/// is written once rather than summed over spans.
+const MAX_SPAN: usize = 2048;
+/// The batch path's decode buffer per task, in f32 (64 KiB): a panel of
+/// `PANEL_FLOATS / span` rows (8 to 64 of them).
+const PANEL_FLOATS: usize = 16 * 1024;
 /// Rows decoded together so each activation load serves several rows.
 const TILE: usize = 4;
-/// Rows decoded per panel in the batch path: a multiple of [`TILE`];
-/// `PANEL * SPAN` f32 is the task's decode buffer.
-const PANEL: usize = 32;
 
 /// `out[b * w.rows + r] = dot(w.row(r), x[b * w.cols..(b + 1) * w.cols])`
 /// for `b < n`. `n` is clamped to what `x` and `out` can hold.
@@ -84,11 +86,12 @@ pub fn matmul_with(
 /// elements from column `c0` (zeros if it cannot). Generic so each encoding
 /// gets its own loop and the encoding is matched once per product.
 ///
-/// Each task decodes a panel of [`PANEL`] rows, one span of columns at a
-/// time (64 KiB of f32 on the task's stack: it stays in L2), and runs every
-/// token of the batch against it, three tokens by four rows at a time. So
-/// the batch's activations stream through the cache once per panel rather
-/// than once per four rows, which is what lets two threads scale.
+/// Each task decodes a panel of rows, a span of columns at a time (the
+/// whole row when it is at most [`MAX_SPAN`] long; 64 KiB of f32 on the
+/// task's stack, which stays in L2), and runs every token of the batch
+/// against it, three tokens by four rows at a time. So the activations
+/// stream through the cache once per panel rather than once per four rows,
+/// and each output is stored once per span, not once per four rows.
 fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
     exec: &dyn Executor,
     w: &Matrix,
@@ -98,12 +101,13 @@ fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
     decode: &D,
 ) {
     let (rows, cols) = (w.rows, w.cols);
-    out.fill(0.0);
+    let span_len = cols.min(MAX_SPAN);
+    let panel = (PANEL_FLOATS / span_len / TILE * TILE).clamp(TILE, 64);
     let shared = SharedOut::new(out);
     let tiles = rows.div_ceil(TILE);
     let (tasks, per_task) = split(tiles, exec.threads(), 8, 1);
     exec.run(tasks, &|t| {
-        let mut buf = [[0f32; SPAN]; PANEL];
+        let mut buf = [0f32; PANEL_FLOATS];
         let first = t * per_task;
         let (lo, hi) = (
             (first * TILE).min(rows),
@@ -111,14 +115,14 @@ fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
         );
         let mut p0 = lo;
         while p0 < hi {
-            let p1 = (p0 + PANEL).min(hi);
+            let p1 = (p0 + panel).min(hi);
             let mut start = 0;
             while start < cols {
-                let len = SPAN.min(cols - start);
+                let len = span_len.min(cols - start);
                 // Rows past p1 up to the next multiple of four are zeros, so
                 // a ragged last tile adds nothing.
                 for (k, dst) in buf
-                    .iter_mut()
+                    .chunks_exact_mut(span_len)
                     .enumerate()
                     .take((p1 - p0).div_ceil(TILE) * TILE)
                 {
@@ -136,18 +140,20 @@ fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
                 // this task alone.
                 let put = |token: usize, r0: usize, d: &[f32; 4]| {
                     for (k, v) in d.iter().enumerate().take(p1.min(r0 + TILE) - r0) {
+                        let i = token * rows + r0 + k;
                         // SAFETY: see above.
-                        unsafe { shared.add(token * rows + r0 + k, *v) };
+                        unsafe {
+                            if start == 0 {
+                                shared.set(i, *v);
+                            } else {
+                                shared.add(i, *v);
+                            }
+                        }
                     }
                 };
                 let tile_rows = |tile: usize| {
-                    let o = tile - p0;
-                    [
-                        &buf[o][..len],
-                        &buf[o + 1][..len],
-                        &buf[o + 2][..len],
-                        &buf[o + 3][..len],
-                    ]
+                    let row = |k: usize| &buf[(tile - p0 + k) * span_len..][..len];
+                    [row(0), row(1), row(2), row(3)]
                 };
                 // Tokens outside, tiles inside: three tokens' spans stay in
                 // L1 while the panel streams from L2.
@@ -445,27 +451,31 @@ mod tests {
     /// count that exercises the three-, two- and one-token kernels.
     #[test]
     fn batch_path_matches_naive_product_across_panels() {
-        let (rows, cols) = (2 * PANEL + 6, SPAN + 88);
-        let w: std::vec::Vec<f32> = (0..rows * cols)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-            .collect();
-        let bytes: std::vec::Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let m = Matrix::new(WeightType::F32, rows, cols, &bytes).unwrap();
-        for n in [1usize, 2, 3, 4, 5, 6] {
-            let x: std::vec::Vec<f32> = (0..n * cols)
-                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 10.0)
+        // Whole-row spans (600 columns: panels of 24 rows) and split rows
+        // (two spans: panels of 8 rows); 70 rows end in a ragged tile.
+        for cols in [600, MAX_SPAN + 88] {
+            let rows = 70;
+            let w: std::vec::Vec<f32> = (0..rows * cols)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
                 .collect();
-            let mut out = std::vec![0f32; n * rows];
-            matmul(&Serial, &m, &x, n, &mut out);
-            for b in 0..n {
-                for r in 0..rows {
-                    let want: f64 = (0..cols)
-                        .map(|c| w[r * cols + c] as f64 * x[b * cols + c] as f64)
-                        .sum();
-                    assert!(
-                        (out[b * rows + r] as f64 - want).abs() < 1e-3,
-                        "n={n} b={b} r={r}"
-                    );
+            let bytes: std::vec::Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let m = Matrix::new(WeightType::F32, rows, cols, &bytes).unwrap();
+            for n in [1usize, 2, 3, 4, 5, 6] {
+                let x: std::vec::Vec<f32> = (0..n * cols)
+                    .map(|i| ((i * 13 % 29) as f32 - 14.0) / 10.0)
+                    .collect();
+                let mut out = std::vec![f32::NAN; n * rows];
+                matmul(&Serial, &m, &x, n, &mut out);
+                for b in 0..n {
+                    for r in 0..rows {
+                        let want: f64 = (0..cols)
+                            .map(|c| w[r * cols + c] as f64 * x[b * cols + c] as f64)
+                            .sum();
+                        assert!(
+                            (out[b * rows + r] as f64 - want).abs() < 1e-3,
+                            "cols={cols} n={n} b={b} r={r}"
+                        );
+                    }
                 }
             }
         }

@@ -51,6 +51,18 @@ impl<'a> SharedOut<'a> {
         }
     }
 
+    /// Sets element `i` to `v` (ignored when out of range).
+    ///
+    /// # Safety
+    /// No other task may access element `i` concurrently.
+    #[inline]
+    pub unsafe fn set(&self, i: usize, v: f32) {
+        if i < self.len {
+            // SAFETY: in bounds (checked above); exclusive per the contract.
+            unsafe { *self.ptr.add(i) = v };
+        }
+    }
+
     /// Adds `v` to element `i` (ignored when out of range).
     ///
     /// # Safety
