@@ -15,9 +15,9 @@ use crate::quant::{self, WeightType};
 /// Longest span of a row decoded at a time in the batch path; a multiple of
 /// every block size. Rows up to this long are decoded whole, so each output
 /// is written once rather than summed over spans.
-const MAX_SPAN: usize = 2048;
+const MAX_SPAN: usize = 1024;
 /// The batch path's decode buffer per task, in f32 (64 KiB): a panel of
-/// `PANEL_FLOATS / span` rows (8 to 64 of them).
+/// `PANEL_FLOATS / span` rows (16 to 64 of them).
 const PANEL_FLOATS: usize = 16 * 1024;
 /// Rows decoded together so each activation load serves several rows.
 const TILE: usize = 4;
