@@ -154,6 +154,14 @@ int gemma_set_min_p(GemmaContext* ctx, float min_p);
  * give the same text, on every platform. */
 int gemma_set_seed(GemmaContext* ctx, uint64_t seed);
 
+/* The arithmetic of the matrix products, for every later call: "exact" (the
+ * default: f32 activations) or "fast" (single-token products on quantized
+ * GGUF weights take 16-bit fixed-point activations: faster decoding, logits
+ * within about 0.01 of exact; docs/PERFORMANCE.md has the figures). Returns
+ * GEMMA_OK, or GEMMA_ERR_INVALID_ARGUMENT for another name or NULL (the
+ * setting is then unchanged). */
+int gemma_set_precision(GemmaContext* ctx, const char* precision);
+
 /* Empties the current conversation. Returns GEMMA_OK or an error code. */
 int gemma_reset(GemmaContext* ctx);
 

@@ -30,6 +30,7 @@
 
 use crate::{Conversation, LoadError, LoadedModel, RayonExecutor};
 use gemma_core::generate::{GenerateOptions, SessionError};
+use gemma_core::kernels::Precision;
 use gemma_core::model::{ForwardError, Model};
 use gemma_core::sampling::{Sampler, SamplingParams};
 use gemma_core::tokenizer::StreamDecoder;
@@ -629,6 +630,34 @@ pub unsafe extern "C" fn gemma_set_seed(ctx: *mut GemmaContext, seed: u64) -> c_
     })
 }
 
+/// Sets the arithmetic of the matrix products: "exact" or "fast".
+///
+/// # Safety
+/// `ctx` as for `gemma_destroy`; `precision` is NULL or a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn gemma_set_precision(
+    ctx: *mut GemmaContext,
+    precision: *const c_char,
+) -> c_int {
+    status(|| {
+        // SAFETY: forwarded to the caller.
+        let name = unsafe { utf8_arg(precision, "the precision") }?;
+        let precision = Precision::from_name(name).ok_or_else(|| {
+            invalid(format!(
+                "unknown precision {name:?}: expected \"exact\" or \"fast\""
+            ))
+        })?;
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            with_state(ctx, |s| {
+                s.loaded.set_precision(precision);
+                Ok(GEMMA_OK)
+            })
+        }
+    })
+}
+
 /// Empties the current conversation.
 ///
 /// # Safety
@@ -991,6 +1020,34 @@ mod tests {
     }
 
     #[test]
+    fn precision_is_set_by_name_and_refuses_other_names() {
+        let file = ModelFile::new();
+        let ctx = file.create(0);
+        // SAFETY: a live context and NUL-terminated strings (or NULL).
+        unsafe {
+            ok(gemma_set_precision(ctx, c"fast".as_ptr()));
+            ok(gemma_set_temperature(ctx, 0.0));
+        }
+        let mut c = Collected::default();
+        let n = generate_into(ctx, "hello", 4, &mut c);
+        assert!(n >= 1, "{n}: {}", last_error());
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(
+                gemma_set_precision(ctx, c"bogus".as_ptr()),
+                GEMMA_ERR_INVALID_ARGUMENT
+            );
+            assert!(last_error().contains("bogus"), "{}", last_error());
+            assert_eq!(
+                gemma_set_precision(ctx, ptr::null()),
+                GEMMA_ERR_INVALID_ARGUMENT
+            );
+            ok(gemma_set_precision(ctx, c"exact".as_ptr()));
+        }
+        destroy(ctx);
+    }
+
+    #[test]
     fn the_callback_can_stop_generation_and_cannot_reenter_its_context() {
         let file = ModelFile::new();
         let ctx = file.create(0);
@@ -1087,6 +1144,10 @@ mod tests {
             assert_eq!(gemma_set_top_p(null, 0.5), GEMMA_ERR_INVALID_ARGUMENT);
             assert_eq!(gemma_set_min_p(null, 0.5), GEMMA_ERR_INVALID_ARGUMENT);
             assert_eq!(gemma_set_seed(null, 1), GEMMA_ERR_INVALID_ARGUMENT);
+            assert_eq!(
+                gemma_set_precision(null, c"fast".as_ptr()),
+                GEMMA_ERR_INVALID_ARGUMENT
+            );
             assert_eq!(gemma_reset(null), GEMMA_ERR_INVALID_ARGUMENT);
             assert!(gemma_conversation_current(null).is_null());
             assert!(last_error().contains("NULL"));
