@@ -110,8 +110,9 @@ fn scratch_sizes(cfg: &ModelConfig, b: usize) -> Option<[usize; 11]> {
         m(cfg.q_dim())?,
         m(cfg.d_ff)?,
         m(cfg.d_ff)?,
-        m(half)?,
-        m(half)?,
+        // cos and sin: a local-layer table, then a global-layer one.
+        m(half)?.checked_mul(2)?,
+        m(half)?.checked_mul(2)?,
         m(cfg.d_model)?,
     ])
 }
@@ -240,9 +241,33 @@ impl<'a> Model<'a> {
             }
             row.iter_mut().for_each(|v| *v *= cfg.embed_scale);
         }
-        let mut rope_for: Option<(f32, f32)> = None;
+        // RoPE tables, once per pass for each kind of layer present (local
+        // and global layers rotate with different bases).
+        let half = cfg.head_dim / 2;
+        let table = s.max_batch * half;
+        for (kind, local) in [true, false].into_iter().enumerate() {
+            if !(0..cfg.n_layers).any(|l| cfg.is_local(l) == local) {
+                continue;
+            }
+            let (base, scale) = if local {
+                (cfg.rope_base_local, 1.0)
+            } else {
+                (cfg.rope_base_global, cfg.rope_scale_global)
+            };
+            let (cos, sin) = (
+                &mut s.cos[kind * table..][..n * half],
+                &mut s.sin[kind * table..][..n * half],
+            );
+            for (b, (c, sn)) in cos
+                .chunks_exact_mut(half)
+                .zip(sin.chunks_exact_mut(half))
+                .enumerate()
+            {
+                rope_table(start + b, base, scale, c, sn);
+            }
+        }
         for layer in 0..cfg.n_layers {
-            self.block(exec, layer, start, n, prefix_end, cache, s, &mut rope_for);
+            self.block(exec, layer, start, n, prefix_end, cache, s);
         }
         for b in 0..n {
             rms_norm(
@@ -266,7 +291,6 @@ impl<'a> Model<'a> {
         prefix_end: usize,
         cache: &mut KvCache,
         s: &mut Scratch,
-        rope_for: &mut Option<(f32, f32)>,
     ) {
         let cfg = &self.config;
         let w = &self.weights.layers[layer];
@@ -291,25 +315,12 @@ impl<'a> Model<'a> {
         matmul_with(exec, &w.v, s.xn, n, s.v, self.precision);
 
         let local = cfg.is_local(layer);
-        let rope = if local {
-            (cfg.rope_base_local, 1.0)
-        } else {
-            (cfg.rope_base_global, cfg.rope_scale_global)
-        };
-        if *rope_for != Some(rope) {
-            for b in 0..n {
-                let (c, sn) = (
-                    &mut s.cos[b * half..(b + 1) * half],
-                    &mut s.sin[b * half..(b + 1) * half],
-                );
-                rope_table(start + b, rope.0, rope.1, c, sn);
-            }
-            *rope_for = Some(rope);
-        }
+        // The table forward() filled for this kind of layer.
+        let table = if local { 0 } else { s.max_batch * half };
         for b in 0..n {
             let (c, sn) = (
-                &s.cos[b * half..(b + 1) * half],
-                &s.sin[b * half..(b + 1) * half],
+                &s.cos[table + b * half..table + (b + 1) * half],
+                &s.sin[table + b * half..table + (b + 1) * half],
             );
             for head in s.q[b * cfg.q_dim()..(b + 1) * cfg.q_dim()].chunks_exact_mut(hd) {
                 if cfg.qk_norm {
