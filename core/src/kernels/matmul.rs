@@ -69,6 +69,7 @@ pub fn matmul_with(
                     (start + len) / block * block_bytes,
                 );
                 match w.row(r).get(b0..b1) {
+                    Some(src) if fast_dequantize(ty, src, dst) => {}
                     Some(src) if quant::dequantize(ty, src, dst).is_ok() => {}
                     _ => dst.fill(0.0),
                 }
@@ -187,6 +188,17 @@ fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
             p0 = p1;
         }
     });
+}
+
+/// Decodes `src` into `dst` with a SIMD decoder where this CPU and format
+/// have one (the same values as `quant::dequantize`); false otherwise.
+fn fast_dequantize(ty: WeightType, src: &[u8], dst: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::has_avx2_fma() {
+        return super::rows_x86::dequantize(ty, src, dst);
+    }
+    let _ = (ty, src, dst);
+    false
 }
 
 /// The fused four-row kernel for `ty` on this CPU, if there is one.

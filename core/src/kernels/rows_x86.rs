@@ -124,13 +124,6 @@ unsafe fn q8_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
 /// As for [`q8_0`].
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
-    // Byte k of the spread word is qh byte k / 8, tested against bit k % 8.
-    let spread = _mm256_setr_epi8(
-        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
-        3, 3,
-    );
-    let bit_of_byte = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-    let low4 = _mm_set1_epi8(0x0F);
     // Row by row, one sequential stream, as in `q8_0`.
     let mut acc = [_mm256_setzero_ps(); 4];
     for r in 0..4 {
@@ -140,18 +133,7 @@ unsafe fn q5_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
             unsafe {
                 let p = rows[r].add(22 * b);
                 _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
-                let qh = (p.add(2) as *const u32).read_unaligned();
-                let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), spread);
-                let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit_of_byte), bit_of_byte);
-                let fifth = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-                let qs = _mm_loadu_si128(p.add(6) as *const __m128i);
-                let lo = _mm_and_si128(qs, low4);
-                let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), low4);
-                let q = _mm256_sub_epi8(
-                    _mm256_or_si256(_mm256_set_m128i(hi, lo), fifth),
-                    _mm256_set1_epi8(16),
-                );
-                let s = dot32_i8(q, x.add(32 * b));
+                let s = dot32_i8(q5_0_codes(p), x.add(32 * b));
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p)), s, acc[r]);
             }
         }
@@ -300,6 +282,74 @@ unsafe fn q6_k(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
     acc.map(|a| hsum(a))
 }
 
+/// Q5_0's 32 codes of the block at `p`, as signed bytes (`q - 16`).
+///
+/// # Safety
+/// The block's 22 bytes at `p` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0_codes(p: *const u8) -> __m256i {
+    // Byte k of the spread word is qh byte k / 8, tested against bit k % 8.
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
+    );
+    let bit_of_byte = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let low4 = _mm_set1_epi8(0x0F);
+    // SAFETY: bytes 2..22 of the block are readable (caller).
+    let (qh, qs) = unsafe {
+        (
+            (p.add(2) as *const u32).read_unaligned(),
+            _mm_loadu_si128(p.add(6) as *const __m128i),
+        )
+    };
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), spread);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit_of_byte), bit_of_byte);
+    let fifth = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+    let lo = _mm_and_si128(qs, low4);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), low4);
+    _mm256_sub_epi8(
+        _mm256_or_si256(_mm256_set_m128i(hi, lo), fifth),
+        _mm256_set1_epi8(16),
+    )
+}
+
+/// Decodes whole Q5_0 blocks of `src` into `dst` (the span path of a
+/// batch), vectorized; the same values as `quant::dequantize`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dequantize_q5_0(src: &[u8], dst: &mut [f32]) {
+    for (block, out) in src.chunks_exact(22).zip(dst.chunks_exact_mut(32)) {
+        // SAFETY: the block holds 22 bytes and `out` 32 floats.
+        unsafe {
+            let p = block.as_ptr();
+            let d = _mm256_set1_ps(f16_at(p));
+            let q = q5_0_codes(p);
+            let halves = [_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q)];
+            for (h, half) in halves.into_iter().enumerate() {
+                let a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(half));
+                let b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(half)));
+                let o = out.as_mut_ptr().add(16 * h);
+                _mm256_storeu_ps(o, _mm256_mul_ps(a, d));
+                _mm256_storeu_ps(o.add(8), _mm256_mul_ps(b, d));
+            }
+        }
+    }
+}
+
+/// Decodes `src` (whole blocks of `ty`) into `dst` with a vectorized
+/// decoder, if this format has one; false leaves `dst` to the portable
+/// `quant::dequantize`. Callers must have checked `cpu::has_avx2_fma()`.
+pub(super) fn dequantize(ty: WeightType, src: &[u8], dst: &mut [f32]) -> bool {
+    match ty {
+        WeightType::Q5_0 if src.len() / 22 * 32 == dst.len() && src.len().is_multiple_of(22) => {
+            // SAFETY: the caller confirmed AVX2/FMA/F16C.
+            unsafe { dequantize_q5_0(src, dst) };
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The four-row kernel for `ty`, if there is one. Callers must have checked
 /// `cpu::has_avx2_fma()` (AVX2, FMA and F16C).
 pub(super) fn kernel_for(ty: WeightType) -> Option<Rows4> {
@@ -355,6 +405,26 @@ mod tests {
             s ^= s << 5;
             *b = s as u8;
         }
+    }
+
+    #[test]
+    fn vectorized_q5_0_decode_equals_the_portable_one() {
+        if !crate::kernels::cpu::has_avx2_fma() {
+            std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
+            return;
+        }
+        let mut bytes = std::vec![0u8; 22 * 9];
+        noise(&mut bytes, 77);
+        for (i, blk) in bytes.chunks_exact_mut(22).enumerate() {
+            let d = half::f16::from_f32(0.01 * (i as f32 - 4.0));
+            blk[..2].copy_from_slice(&d.to_bits().to_le_bytes());
+        }
+        let (mut fast, mut portable) = ([0f32; 288], [0f32; 288]);
+        assert!(dequantize(WeightType::Q5_0, &bytes, &mut fast));
+        quant::dequantize(WeightType::Q5_0, &bytes, &mut portable).unwrap();
+        assert_eq!(fast, portable);
+        assert!(!dequantize(WeightType::Q5_0, &bytes[..21], &mut fast[..32]));
+        assert!(!dequantize(WeightType::Q8_0, &bytes, &mut fast));
     }
 
     /// Random codes with sane f16 scales, compared with decode-then-dot.
