@@ -381,6 +381,12 @@ pub fn info(a: InfoArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether `path` starts with a gemma.cpp blob store's magic (both layouts
+/// do).
+fn is_sbs_file(path: &std::path::Path) -> bool {
+    gemma_platform::loaded::map_file(path).is_ok_and(|b| gemma_platform::loaded::is_sbs(&b))
+}
+
 pub fn convert(a: crate::ConvertArgs) -> Result<()> {
     use gemma_core::codec::Codec;
     let codec = Codec::ALL
@@ -398,6 +404,13 @@ pub fn convert(a: crate::ConvertArgs) -> Result<()> {
     };
     let list = if a.from.is_dir() {
         gemma_platform::hf::hf_to_sbs(&a.from, &a.to, codec, proto.as_deref(), a.distortion)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default()
+    } else if is_sbs_file(&a.from) {
+        let proto = proto.ok_or(
+            "--tokenizer is required to migrate a pre-2025 .sbs file (it carries no tokenizer)",
+        )?;
+        gemma_platform::convert::legacy_sbs_to_sbs(&a.from, &a.to, codec, &proto, a.distortion)
             .map_err(|e| e.to_string())?
             .unwrap_or_default()
     } else {

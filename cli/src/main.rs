@@ -224,8 +224,10 @@ pub struct InfoArgs {
 
 #[derive(Args)]
 pub struct ConvertArgs {
-    /// The model to read: a GGUF file, or a Hugging Face checkpoint
-    /// directory (config.json, model.safetensors or shards with their index)
+    /// The model to read: a GGUF file, a Hugging Face checkpoint directory
+    /// (config.json, model.safetensors or shards with their index), or a
+    /// pre-2025 gemma.cpp .sbs weights file (no embedded config, toc or
+    /// tokenizer; give its tokenizer with --tokenizer)
     #[arg(long)]
     pub from: PathBuf,
     /// The `.sbs` file to write (replaced atomically)
@@ -236,7 +238,8 @@ pub struct ConvertArgs {
     pub weights: String,
     /// The SentencePiece model proto to embed, e.g. gemma.cpp's or Hugging
     /// Face's `tokenizer.model` [default: the checkpoint directory's
-    /// tokenizer.model; required for GGUF, which carries no proto]
+    /// tokenizer.model; required for GGUF and pre-2025 .sbs files, which
+    /// carry no proto]
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Print each tensor's compression error (SNR, max and mean absolute

@@ -292,6 +292,27 @@ fn convert(
     write_sbs(&GgufSource(g), &cfg, to, weights, tokenizer, measure)
 }
 
+/// Migrates a pre-2025 gemma.cpp weights file (no `config`, `toc` or
+/// `tokenizer` blob; see [`crate::legacy_sbs`]) and its separate tokenizer
+/// into a current single-file `.sbs`, its matrices re-encoded with
+/// `weights` (the file's own codec keeps them as they were: decoding and
+/// encoding again gives the same codes). Returns each tensor's compression
+/// error when `measure`.
+pub fn legacy_sbs_to_sbs(
+    from: &Path,
+    to: &Path,
+    weights: Codec,
+    tokenizer: &[u8],
+    measure: bool,
+) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
+    let bytes =
+        crate::loaded::map_file(from).map_err(|e| err(format!("{}: {e}", from.display())))?;
+    let legacy = crate::legacy_sbs::LegacySbs::parse(&bytes)
+        .map_err(|e| err(format!("{}: {e}", from.display())))?;
+    let cfg = legacy.config()?;
+    write_sbs(&legacy, &cfg, to, weights, tokenizer, measure)
+}
+
 /// Writes `source`'s tensors, laid out and encoded for gemma.cpp, with
 /// the canonical config of the known model `cfg` describes, to a temporary
 /// file renamed to `to` once complete.

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod fetch;
 pub mod gguf_writer;
 pub mod hf;
+pub(crate) mod legacy_sbs;
 pub mod loaded;
 pub mod sbs_writer;
 pub mod synthetic;
