@@ -165,7 +165,12 @@ impl<'a> TocEntry<'a> {
             return Err("a dimension is zero");
         }
         if self.stride != self.cols {
-            return Err("stride differs from cols (files hold packed tensors)");
+            // gemma.cpp 3ed403e's migrate_weights writes its padded in-memory
+            // rows into blobs of the packed size, so such a file has lost
+            // the last rows of every padded tensor: nothing can read it.
+            return Err("row stride differs from cols: padded rows, as gemma.cpp's \
+                        migrate_weights writes them, cut off the tensor's last rows; \
+                        convert the model again");
         }
         let expected = TocEntry::new(self.name, codec, self.rows, self.cols, self.scale)
             .ok_or("rows x cols overflows")?;
