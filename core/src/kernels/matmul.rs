@@ -223,10 +223,24 @@ fn matvec_fused(
     out: &mut [f32],
     kernel: super::rows_x86::Rows4,
 ) {
-    let rows = w.rows;
+    by_row_quads(exec, w.rows, out, false, &|r| {
+        kernel.dot4(r.map(|r| w.row(r)), x)
+    });
+}
+
+/// Fills (or, with `add`, adds to) `out[r]` for every row `r < rows` with
+/// `dot4(rows)`, four rows per call, row ranges split across tasks in
+/// multiples of four. A ragged tail repeats its last row; the extra sums
+/// are dropped.
+#[cfg(target_arch = "x86_64")]
+fn by_row_quads(
+    exec: &dyn Executor,
+    rows: usize,
+    out: &mut [f32],
+    add: bool,
+    dot4: &(dyn Fn([usize; 4]) -> [f32; 4] + Sync),
+) {
     let shared = SharedOut::new(out);
-    // Task sizes are multiples of four rows, so only the last task has a
-    // ragged end.
     let quads = rows.div_ceil(4);
     let (tasks, per_task) = split(quads, exec.threads(), 8, 4);
     exec.run(tasks, &|t| {
@@ -236,11 +250,11 @@ fn matvec_fused(
         let dst = unsafe { shared.slice(start, end - start) };
         let mut r = start;
         while r < end {
-            // A ragged tail repeats its last row; the extra sums are dropped.
-            let pick = |k: usize| w.row((r + k).min(end - 1));
-            let sums = kernel.dot4([pick(0), pick(1), pick(2), pick(3)], x);
+            let sums = dot4(core::array::from_fn(|k| (r + k).min(end - 1)));
             let n = (end - r).min(4);
-            dst[r - start..r - start + n].copy_from_slice(&sums[..n]);
+            for (d, s) in dst[r - start..r - start + n].iter_mut().zip(&sums) {
+                *d = if add { *d + *s } else { *s };
+            }
             r += 4;
         }
     });
@@ -279,8 +293,6 @@ fn matvec_fixed16(
     let mut scale = [0f32; FIXED16_CHUNK / BLOCK];
     let mut sum = [0f32; FIXED16_CHUNK / BLOCK];
     let (be, bb) = (kernel.block_elems(), kernel.block_bytes());
-    let quads = rows.div_ceil(4);
-    let (tasks, per_task) = split(quads, exec.threads(), 8, 4);
     let mut c0 = 0;
     while c0 < x.len() {
         let c1 = (c0 + FIXED16_CHUNK).min(x.len());
@@ -297,26 +309,12 @@ fn matvec_fixed16(
         // Byte range of this chunk in every row; a partial weight block at
         // the end of a row is not read (as in the exact kernels).
         let (b0, b1) = (c0 / be * bb, c1.div_ceil(be) * bb);
-        let first = c0 == 0;
-        let shared = SharedOut::new(out);
-        exec.run(tasks, &|t| {
-            let start = (t * per_task * 4).min(rows);
-            let end = ((t + 1) * per_task * 4).min(rows);
-            // SAFETY: tasks own disjoint row ranges [start, end).
-            let dst = unsafe { shared.slice(start, end - start) };
-            let mut r = start;
-            while r < end {
-                let pick = |k: usize| {
-                    let row = w.row((r + k).min(end - 1));
-                    row.get(b0..b1.min(row.len())).unwrap_or(&[])
-                };
-                let sums = kernel.dot4([pick(0), pick(1), pick(2), pick(3)], &act);
-                let n = (end - r).min(4);
-                for (d, s) in dst[r - start..r - start + n].iter_mut().zip(&sums) {
-                    *d = if first { *s } else { *d + *s };
-                }
-                r += 4;
-            }
+        by_row_quads(exec, rows, out, c0 > 0, &|r| {
+            let part = |r: usize| {
+                let row = w.row(r);
+                row.get(b0..b1.min(row.len())).unwrap_or(&[])
+            };
+            kernel.dot4(r.map(part), &act)
         });
         c0 = c1;
     }
@@ -337,26 +335,7 @@ mod tests {
             WeightType::Q4K,
             WeightType::Q6K,
         ] {
-            let mut bytes = std::vec![0u8; rows * ty.row_bytes(cols).unwrap()];
-            let mut state = 0x9e37_79b9u32;
-            for b in bytes.iter_mut() {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                *b = state as u8;
-            }
-            // Sane f16 scales in every block.
-            let scale = half::f16::from_f32(0.0123).to_bits().to_le_bytes();
-            for block in bytes.chunks_exact_mut(ty.block_bytes()) {
-                match ty {
-                    WeightType::Q4K => {
-                        block[..2].copy_from_slice(&scale);
-                        block[2..4].copy_from_slice(&scale);
-                    }
-                    WeightType::Q6K => block[208..210].copy_from_slice(&scale),
-                    _ => block[..2].copy_from_slice(&scale),
-                }
-            }
+            let bytes = crate::kernels::test_data::quant_rows(ty, rows, cols, 0x9e37_79b9);
             let bytes = &bytes[..];
             let m = Matrix::new(ty, rows, cols, bytes).unwrap();
             let x: [f32; 512] = core::array::from_fn(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0);
@@ -391,25 +370,7 @@ mod tests {
             WeightType::Q4K,
             WeightType::Q6K,
         ] {
-            let mut bytes = std::vec![0u8; rows * ty.row_bytes(cols).unwrap()];
-            let mut state = 0x2545_f491u32;
-            for b in bytes.iter_mut() {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                *b = state as u8;
-            }
-            let scale = half::f16::from_f32(0.0123).to_bits().to_le_bytes();
-            for block in bytes.chunks_exact_mut(ty.block_bytes()) {
-                match ty {
-                    WeightType::Q4K => {
-                        block[..2].copy_from_slice(&scale);
-                        block[2..4].copy_from_slice(&scale);
-                    }
-                    WeightType::Q6K => block[208..210].copy_from_slice(&scale),
-                    _ => block[..2].copy_from_slice(&scale),
-                }
-            }
+            let bytes = crate::kernels::test_data::quant_rows(ty, rows, cols, 0x2545_f491);
             let m = Matrix::new(ty, rows, cols, &bytes).unwrap();
             let x: std::vec::Vec<f32> = (0..cols)
                 .map(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0)

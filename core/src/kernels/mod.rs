@@ -17,6 +17,42 @@ mod simd_x86;
 
 pub use shared::SharedOut;
 
+/// Inputs for the kernels' tests.
+#[cfg(test)]
+pub(crate) mod test_data {
+    use crate::quant::WeightType;
+
+    /// Pseudo-random bytes (xorshift32 from `seed`).
+    pub fn noise(bytes: &mut [u8], seed: u32) {
+        let mut s = seed | 1;
+        for b in bytes.iter_mut() {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            *b = s as u8;
+        }
+    }
+
+    /// `rows` rows of `cols` weights of `ty`: random codes, every block
+    /// scale (and Q4_K's `dmin`) 0.0123.
+    pub fn quant_rows(ty: WeightType, rows: usize, cols: usize, seed: u32) -> std::vec::Vec<u8> {
+        let mut bytes = std::vec![0u8; rows * ty.row_bytes(cols).unwrap()];
+        noise(&mut bytes, seed);
+        let scale = half::f16::from_f32(0.0123).to_bits().to_le_bytes();
+        for block in bytes.chunks_exact_mut(ty.block_bytes()) {
+            match ty {
+                WeightType::Q4K => {
+                    block[..2].copy_from_slice(&scale);
+                    block[2..4].copy_from_slice(&scale);
+                }
+                WeightType::Q6K => block[208..210].copy_from_slice(&scale),
+                _ => block[..2].copy_from_slice(&scale),
+            }
+        }
+        bytes
+    }
+}
+
 /// How activations meet weights in matrix products.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Precision {

@@ -19,7 +19,7 @@ use core::arch::x86_64::*;
 /// Horizontal sum of eight lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn hsum(v: __m256) -> f32 {
+pub(super) fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s)))
@@ -31,7 +31,7 @@ fn hsum(v: __m256) -> f32 {
 /// Two bytes at `p` must be readable.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_at(p: *const u8) -> f32 {
+pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
     // SAFETY: the caller guarantees two readable bytes.
     let bits = unsafe { (p as *const u16).read_unaligned() };
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
@@ -39,14 +39,14 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 
 /// How far ahead of the rows being read to prefetch: the next group of
 /// rows, which in a matrix follows these ones in memory.
-const PREFETCH_BYTES: usize = 2048;
+pub(super) const PREFETCH_BYTES: usize = 2048;
 
 /// Hints the cache to fetch the bytes `PREFETCH_BYTES` past offset `off`
 /// of each row. Prefetches never fault, so addresses past the end of the
 /// weights are harmless.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn prefetch_ahead(rows: [*const u8; 4], off: usize) {
+pub(super) fn prefetch_ahead(rows: [*const u8; 4], off: usize) {
     for r in rows {
         let p = r.wrapping_add(off + PREFETCH_BYTES) as *const i8;
         _mm_prefetch::<_MM_HINT_T0>(p);
@@ -209,6 +209,44 @@ unsafe fn q4_k(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
     acc.map(|a| hsum(a))
 }
 
+/// The four groups of 32 signed codes (`q - 32`) of half `h` of the Q6_K
+/// super-block at `p`; group `k` holds elements `128h + 32k ..+ 32` (the
+/// layout is described at [`q6_k`]).
+///
+/// # Safety
+/// The super-block's 210 bytes at `p` must be readable; `h < 2`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q6_k_codes(p: *const u8, h: usize) -> [__m256i; 4] {
+    let low4 = _mm256_set1_epi8(0x0F);
+    let three = _mm256_set1_epi8(0x03);
+    let thirty_two = _mm256_set1_epi8(32);
+    // SAFETY: ql bytes 64h..64h+64, qh bytes 128+32h..160+32h (caller).
+    let (ql0, ql1, qh) = unsafe {
+        (
+            _mm256_loadu_si256(p.add(64 * h) as *const __m256i),
+            _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i),
+            _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i),
+        )
+    };
+    let parts = [
+        (_mm256_and_si256(ql0, low4), qh),
+        (_mm256_and_si256(ql1, low4), _mm256_srli_epi16::<2>(qh)),
+        (
+            _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
+            _mm256_srli_epi16::<4>(qh),
+        ),
+        (
+            _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
+            _mm256_srli_epi16::<6>(qh),
+        ),
+    ];
+    parts.map(|(low, high)| {
+        let top = _mm256_slli_epi16::<4>(_mm256_and_si256(high, three));
+        _mm256_sub_epi8(_mm256_or_si256(low, top), thirty_two)
+    })
+}
+
 /// Q6_K: 210-byte super-blocks of 256: `ql[128]` low nibbles, `qh[64]` high
 /// bit pairs, sixteen signed 8-bit scales (one per 16 elements), f16 `d`;
 /// codes centred on 32. In half `h`, element `128h + 32k + l` (k < 4,
@@ -220,9 +258,6 @@ unsafe fn q4_k(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
 /// As for [`q4_k`], with 210-byte super-blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6_k(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
-    let low4 = _mm256_set1_epi8(0x0F);
-    let three = _mm256_set1_epi8(0x03);
-    let thirty_two = _mm256_set1_epi8(32);
     let mut acc = [_mm256_setzero_ps(); 4];
     for b in 0..blocks {
         // SAFETY: x holds 256 floats from 256 * b.
@@ -242,29 +277,9 @@ unsafe fn q6_k(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
             };
             let mut a = acc[r];
             for h in 0..2 {
-                // SAFETY: ql bytes 64h..64h+64, qh bytes 128+32h..160+32h.
-                let (ql0, ql1, qh) = unsafe {
-                    (
-                        _mm256_loadu_si256(p.add(64 * h) as *const __m256i),
-                        _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i),
-                        _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i),
-                    )
-                };
-                let codes = [
-                    (_mm256_and_si256(ql0, low4), qh),
-                    (_mm256_and_si256(ql1, low4), _mm256_srli_epi16::<2>(qh)),
-                    (
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
-                        _mm256_srli_epi16::<4>(qh),
-                    ),
-                    (
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
-                        _mm256_srli_epi16::<6>(qh),
-                    ),
-                ];
-                for (k, (low, high)) in codes.into_iter().enumerate() {
-                    let top = _mm256_slli_epi16::<4>(_mm256_and_si256(high, three));
-                    let q = _mm256_sub_epi8(_mm256_or_si256(low, top), thirty_two);
+                // SAFETY: the super-block is inside the row; h < 2.
+                let codes = unsafe { q6_k_codes(p, h) };
+                for (k, q) in codes.into_iter().enumerate() {
                     let s = 8 * h + 2 * k;
                     // SAFETY: floats 128h + 32k .. + 32 of xb.
                     unsafe {
@@ -288,7 +303,7 @@ unsafe fn q6_k(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
 /// The block's 22 bytes at `p` must be readable.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_0_codes(p: *const u8) -> __m256i {
+pub(super) unsafe fn q5_0_codes(p: *const u8) -> __m256i {
     // Byte k of the spread word is qh byte k / 8, tested against bit k % 8.
     let spread = _mm256_setr_epi8(
         0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
@@ -395,17 +410,8 @@ impl Rows4 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_data::{noise, quant_rows};
     use crate::quant;
-
-    fn noise(bytes: &mut [u8], seed: u32) {
-        let mut s = seed | 1;
-        for b in bytes.iter_mut() {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            *b = s as u8;
-        }
-    }
 
     #[test]
     fn vectorized_q5_0_decode_equals_the_portable_one() {
@@ -443,19 +449,7 @@ mod tests {
         ] {
             let k = kernel_for(ty).unwrap();
             let row_bytes = ty.row_bytes(cols).unwrap();
-            let mut bytes = std::vec![0u8; 4 * row_bytes];
-            noise(&mut bytes, 0x1234_5678 ^ ty as u32);
-            let scale = half::f16::from_f32(0.0123).to_bits().to_le_bytes();
-            for blk in bytes.chunks_exact_mut(ty.block_bytes()) {
-                match ty {
-                    WeightType::Q4K => {
-                        blk[..2].copy_from_slice(&scale);
-                        blk[2..4].copy_from_slice(&scale);
-                    }
-                    WeightType::Q6K => blk[208..210].copy_from_slice(&scale),
-                    _ => blk[..2].copy_from_slice(&scale),
-                }
-            }
+            let bytes = quant_rows(ty, 4, cols, 0x1234_5678 ^ ty as u32);
             let x: std::vec::Vec<f32> = (0..cols)
                 .map(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0)
                 .collect();

@@ -18,43 +18,10 @@
 //! the activations, which keeps every read in bounds.
 
 use super::fixed16::{Fixed16, BLOCK};
+use super::rows_x86::{f16_at, hsum, prefetch_ahead, q5_0_codes, q6_k_codes, PREFETCH_BYTES};
 use crate::quant::kquants::{unpack_scales_mins, Q4_K_BYTES, Q6_K_BYTES, QK_K};
 use crate::quant::WeightType;
 use core::arch::x86_64::*;
-
-/// Horizontal sum of eight lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s)))
-}
-
-/// An f16 at `p` (little-endian, unaligned) as f32.
-///
-/// # Safety
-/// Two bytes at `p` must be readable.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_at(p: *const u8) -> f32 {
-    // SAFETY: the caller guarantees two readable bytes.
-    let bits = unsafe { (p as *const u16).read_unaligned() };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
-/// Bytes ahead of the current block to prefetch in each row.
-const PREFETCH_BYTES: usize = 2048;
-
-#[inline]
-#[target_feature(enable = "avx2")]
-fn prefetch_ahead(rows: [*const u8; 4], off: usize) {
-    for r in rows {
-        // Prefetches never fault, so addresses past the weights are harmless.
-        let p = r.wrapping_add(off + PREFETCH_BYTES) as *const i8;
-        _mm_prefetch::<_MM_HINT_T0>(p);
-    }
-}
 
 /// Sixteen activation codes at `x`.
 ///
@@ -137,35 +104,17 @@ unsafe fn q8_0(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
 /// As for [`q8_0`].
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_0(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
-    // Byte k of the spread word is qh byte k / 8, tested against bit k % 8.
-    let spread = _mm256_setr_epi8(
-        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
-        3, 3,
-    );
-    let bit_of_byte = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-    let low4 = _mm_set1_epi8(0x0F);
     // Row by row, one sequential stream, as in `q8_0`.
     let mut acc = [_mm256_setzero_ps(); 4];
     for r in 0..4 {
         for b in 0..blocks {
-            // SAFETY: block b of x exists.
-            let (xv, sx) = unsafe { (x_block(x.q, b), *x.scale.add(b)) };
-            // SAFETY: block b of row r is inside the row.
+            // SAFETY: block b of x exists, and block b of row r is inside
+            // the row.
             unsafe {
+                let (xv, sx) = (x_block(x.q, b), *x.scale.add(b));
                 let p = rows[r].add(22 * b);
                 _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
-                let qh = (p.add(2) as *const u32).read_unaligned();
-                let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), spread);
-                let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit_of_byte), bit_of_byte);
-                let fifth = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-                let qs = _mm_loadu_si128(p.add(6) as *const __m128i);
-                let lo = _mm_and_si128(qs, low4);
-                let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), low4);
-                let q = _mm256_sub_epi8(
-                    _mm256_or_si256(_mm256_set_m128i(hi, lo), fifth),
-                    _mm256_set1_epi8(16),
-                );
-                let s = _mm256_cvtepi32_ps(idot32_i8(q, xv));
+                let s = _mm256_cvtepi32_ps(idot32_i8(q5_0_codes(p), xv));
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p) * sx), s, acc[r]);
             }
         }
@@ -241,9 +190,6 @@ unsafe fn q4_k(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
 /// As for [`q4_k`], with 210-byte super-blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6_k(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
-    let low4 = _mm256_set1_epi8(0x0F);
-    let three = _mm256_set1_epi8(0x03);
-    let thirty_two = _mm256_set1_epi8(32);
     let mut acc = [_mm256_setzero_ps(); 4];
     for b in 0..blocks {
         let first = 8 * b;
@@ -264,29 +210,9 @@ unsafe fn q6_k(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
             };
             let mut a = acc[r];
             for h in 0..2 {
-                // SAFETY: ql bytes 64h..64h+64, qh bytes 128+32h..160+32h.
-                let (ql0, ql1, qh) = unsafe {
-                    (
-                        _mm256_loadu_si256(p.add(64 * h) as *const __m256i),
-                        _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i),
-                        _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i),
-                    )
-                };
-                let codes = [
-                    (_mm256_and_si256(ql0, low4), qh),
-                    (_mm256_and_si256(ql1, low4), _mm256_srli_epi16::<2>(qh)),
-                    (
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
-                        _mm256_srli_epi16::<4>(qh),
-                    ),
-                    (
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
-                        _mm256_srli_epi16::<6>(qh),
-                    ),
-                ];
-                for (k, (low, high)) in codes.into_iter().enumerate() {
-                    let top = _mm256_slli_epi16::<4>(_mm256_and_si256(high, three));
-                    let q = _mm256_sub_epi8(_mm256_or_si256(low, top), thirty_two);
+                // SAFETY: the super-block is inside the row; h < 2.
+                let codes = unsafe { q6_k_codes(p, h) };
+                for (k, q) in codes.into_iter().enumerate() {
                     let s = 8 * h + 2 * k;
                     let blk = 4 * h + k;
                     // SAFETY: block first + blk of x exists.
@@ -389,15 +315,7 @@ mod tests {
     use crate::kernels::fixed16::quantize;
     use crate::quant;
 
-    fn noise(bytes: &mut [u8], seed: u32) {
-        let mut s = seed | 1;
-        for b in bytes.iter_mut() {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            *b = s as u8;
-        }
-    }
+    use crate::kernels::test_data::quant_rows;
 
     /// Random codes with sane scales, against decode-then-dot in f64 with
     /// the unquantized activations: the gap is the activations' rounding.
@@ -416,19 +334,7 @@ mod tests {
         ] {
             let k = kernel_for(ty).unwrap();
             let row_bytes = ty.row_bytes(cols).unwrap();
-            let mut bytes = std::vec![0u8; 4 * row_bytes];
-            noise(&mut bytes, 0x5151_2323 ^ ty as u32);
-            let scale = half::f16::from_f32(0.0123).to_bits().to_le_bytes();
-            for blk in bytes.chunks_exact_mut(ty.block_bytes()) {
-                match ty {
-                    WeightType::Q4K => {
-                        blk[..2].copy_from_slice(&scale);
-                        blk[2..4].copy_from_slice(&scale);
-                    }
-                    WeightType::Q6K => blk[208..210].copy_from_slice(&scale),
-                    _ => blk[..2].copy_from_slice(&scale),
-                }
-            }
+            let bytes = quant_rows(ty, 4, cols, 0x5151_2323 ^ ty as u32);
             // Blocks of very different magnitude, as real activations have.
             let x: std::vec::Vec<f32> = (0..cols)
                 .map(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0 * (1 + (i / 32) % 5 * 40) as f32)
