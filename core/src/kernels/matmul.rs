@@ -1,26 +1,27 @@
 //! Matrix products straight on encoded weights.
 //!
-//! Rows of the weight matrix are decoded a span at a time onto the stack,
-//! four rows together, and each decoded span is used against every
-//! activation row of the batch before the next is decoded. So a prefill of
-//! `n` tokens decodes each weight once, not `n` times, and no dequantized
-//! copy of a tensor ever exists.
+//! A batch (prefill) decodes the weight rows a block of columns at a time
+//! onto the stack, packed sixteen rows together, and uses each packed block
+//! against every activation row of the batch before the next is decoded.
+//! So a prefill of `n` tokens decodes each weight once, not `n` times, and
+//! no dequantized copy of a tensor ever exists. A single token (decode)
+//! takes fused kernels that decode inside the dot product.
 
-use super::ops::{dot4, dot4x2, dot4x3};
+use super::ops::{pack_panel, panel_dot, PANEL_ROWS};
 use super::{Precision, SharedOut};
 use crate::exec::{split, Executor};
 use crate::model::weights::{Encoding, Matrix};
 use crate::quant::{self, WeightType};
 
-/// Longest span of a row decoded at a time in the batch path; a multiple of
-/// every block size. Rows up to this long are decoded whole, so each output
-/// is written once rather than summed over spans.
-const MAX_SPAN: usize = 1024;
-/// The batch path's decode buffer per task, in f32 (64 KiB): a panel of
-/// `PANEL_FLOATS / span` rows (16 to 64 of them).
-const PANEL_FLOATS: usize = 16 * 1024;
-/// Rows decoded together so each activation load serves several rows.
-const TILE: usize = 4;
+/// Columns of a row decoded and packed at a time in the batch path: a
+/// multiple of every block size, and small enough that a sixteen-row
+/// micro-panel (16 KiB) stays in L1.
+const KC: usize = 256;
+/// Rows a task packs at a time (64 KiB of f32 on its stack with `KC`).
+const PANEL_MAX_ROWS: usize = 64;
+/// Tokens per microkernel call: six tokens by sixteen rows are twelve AVX2
+/// accumulators, leaving room for two weight vectors and a broadcast.
+const PANEL_TOKENS: usize = 6;
 
 /// `out[b * w.rows + r] = dot(w.row(r), x[b * w.cols..(b + 1) * w.cols])`
 /// for `b < n`. `n` is clamped to what `x` and `out` can hold.
@@ -62,7 +63,7 @@ pub fn matmul_with(
                 }
             }
             let (block, block_bytes) = (ty.block_elems(), ty.block_bytes());
-            span_matmul(exec, w, x, n, out, &|r, start, dst: &mut [f32]| {
+            packed_matmul(exec, w, x, n, out, &|r, start, dst: &mut [f32]| {
                 let len = dst.len();
                 let (b0, b1) = (
                     start / block * block_bytes,
@@ -76,7 +77,7 @@ pub fn matmul_with(
             });
         }
         Encoding::Gemma(_) => {
-            span_matmul(exec, w, x, n, out, &|r, start, dst: &mut [f32]| {
+            packed_matmul(exec, w, x, n, out, &|r, start, dst: &mut [f32]| {
                 w.decode_span(r, start, dst);
             });
         }
@@ -87,13 +88,16 @@ pub fn matmul_with(
 /// elements from column `c0` (zeros if it cannot). Generic so each encoding
 /// gets its own loop and the encoding is matched once per product.
 ///
-/// Each task decodes a panel of rows, a span of columns at a time (the
-/// whole row when it is at most [`MAX_SPAN`] long; 64 KiB of f32 on the
-/// task's stack, which stays in L2), and runs every token of the batch
-/// against it, three tokens by four rows at a time. So the activations
-/// stream through the cache once per panel rather than once per four rows,
-/// and each output is stored once per span, not once per four rows.
-fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
+/// Each task owns a range of rows. It decodes a panel of up to
+/// [`PANEL_MAX_ROWS`] rows, [`KC`] columns at a time, and packs it into
+/// micro-panels of sixteen rows stored column by column (64 KiB on the
+/// task's stack, plus 16 KiB for sixteen decoded rows; an executor's
+/// threads need that much stack). Then every token of the batch passes over it, six
+/// tokens per [`panel_dot`] call, whose sixteen-row micro-panel (16 KiB)
+/// stays in L1 the whole time. So each weight is decoded once per
+/// product, each activation is loaded once per panel of rows, and the
+/// sums of each output block are written once per `KC` columns.
+fn packed_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
     exec: &dyn Executor,
     w: &Matrix,
     x: &[f32],
@@ -101,89 +105,89 @@ fn span_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
     out: &mut [f32],
     decode: &D,
 ) {
+    const MR: usize = PANEL_ROWS;
     let (rows, cols) = (w.rows, w.cols);
-    let span_len = cols.min(MAX_SPAN);
-    let panel = (PANEL_FLOATS / span_len / TILE * TILE).clamp(TILE, 64);
     let shared = SharedOut::new(out);
-    let tiles = rows.div_ceil(TILE);
-    let (tasks, per_task) = split(tiles, exec.threads(), 8, 1);
-    exec.run(tasks, &|t| {
-        let mut buf = [0f32; PANEL_FLOATS];
-        let first = t * per_task;
-        let (lo, hi) = (
-            (first * TILE).min(rows),
-            ((first + per_task) * TILE).min(rows),
-        );
+    let groups = rows.div_ceil(MR);
+    let (tasks, per_task) = split(groups, exec.threads(), 8, 1);
+    exec.run(tasks, &|task| {
+        let mut packed = [0f32; PANEL_MAX_ROWS * KC];
+        let mut rows16 = [0f32; PANEL_ROWS * KC];
+        let lo = (task * per_task * MR).min(rows);
+        let hi = ((task + 1) * per_task * MR).min(rows);
         let mut p0 = lo;
         while p0 < hi {
-            let p1 = (p0 + panel).min(hi);
-            let mut start = 0;
-            while start < cols {
-                let len = span_len.min(cols - start);
-                // Rows past p1 up to the next multiple of four are zeros, so
-                // a ragged last tile adds nothing.
-                for (k, dst) in buf
-                    .chunks_exact_mut(span_len)
-                    .enumerate()
-                    .take((p1 - p0).div_ceil(TILE) * TILE)
-                {
-                    let dst = &mut dst[..len];
-                    if p0 + k < p1 {
-                        decode(p0 + k, start, dst);
+            let p1 = (p0 + PANEL_MAX_ROWS).min(hi);
+            let micro = (p1 - p0).div_ceil(MR);
+            let mut k0 = 0;
+            while k0 < cols {
+                let kc = KC.min(cols - k0);
+                // Decode sixteen rows at a time, then pack them column by
+                // column; rows past p1 in the last micro-panel are zeros.
+                for g in 0..micro {
+                    for j in 0..MR {
+                        let dst = &mut rows16[j * KC..][..kc];
+                        let r = p0 + g * MR + j;
+                        if r < p1 {
+                            decode(r, k0, dst);
+                        } else {
+                            dst.fill(0.0);
+                        }
+                    }
+                    pack_panel(&rows16, KC, kc, &mut packed[g * KC * MR..][..kc * MR]);
+                }
+                // SAFETY (for `put`): this task owns rows [lo, hi) and tasks
+                // cover disjoint row ranges, so the outputs of token t in
+                // rows [r0, r0 + 16) ∩ [lo, hi) are written by this task alone.
+                let put = |token: usize, r0: usize, sums: &[f32; MR]| {
+                    let len = (p1 - r0).min(MR);
+                    // SAFETY: see above.
+                    let dst = unsafe { shared.slice(token * rows + r0, len) };
+                    if k0 == 0 {
+                        dst.copy_from_slice(&sums[..dst.len()]);
                     } else {
-                        dst.fill(0.0);
-                    }
-                }
-                let span = |b: usize| &x[b * cols + start..b * cols + start + len];
-                // SAFETY (for every `shared.add` below): this task owns rows
-                // [lo, hi) and tasks cover disjoint row ranges, so index
-                // token * rows + row, with row in [lo, hi), is written by
-                // this task alone.
-                let put = |token: usize, r0: usize, d: &[f32; 4]| {
-                    for (k, v) in d.iter().enumerate().take(p1.min(r0 + TILE) - r0) {
-                        let i = token * rows + r0 + k;
-                        // SAFETY: see above.
-                        unsafe {
-                            if start == 0 {
-                                shared.set(i, *v);
-                            } else {
-                                shared.add(i, *v);
-                            }
-                        }
+                        dst.iter_mut().zip(sums).for_each(|(d, s)| *d += s);
                     }
                 };
-                let tile_rows = |tile: usize| {
-                    let row = |k: usize| &buf[(tile - p0 + k) * span_len..][..len];
-                    [row(0), row(1), row(2), row(3)]
-                };
-                // Tokens outside, tiles inside: three tokens' spans stay in
-                // L1 while the panel streams from L2.
+                let span = |t: usize| &x[t * cols + k0..][..kc];
                 let mut b = 0;
-                while b + 3 <= n {
-                    let xs = [span(b), span(b + 1), span(b + 2)];
-                    for tile in (p0..p1).step_by(TILE) {
-                        let d = dot4x3(xs, tile_rows(tile));
-                        for (dt, token) in d.iter().zip(b..) {
-                            put(token, tile, dt);
+                while b < n {
+                    let tn = PANEL_TOKENS.min(n - b);
+                    for g in 0..micro {
+                        let panel = &packed[g * KC * MR..][..kc * MR];
+                        let r0 = p0 + g * MR;
+                        let emit = |sums: &[[f32; MR]]| {
+                            for (t, s) in sums.iter().enumerate() {
+                                put(b + t, r0, s);
+                            }
+                        };
+                        match tn {
+                            6 => emit(&panel_dot(
+                                core::array::from_fn::<_, 6, _>(|t| span(b + t)),
+                                panel,
+                            )),
+                            5 => emit(&panel_dot(
+                                core::array::from_fn::<_, 5, _>(|t| span(b + t)),
+                                panel,
+                            )),
+                            4 => emit(&panel_dot(
+                                core::array::from_fn::<_, 4, _>(|t| span(b + t)),
+                                panel,
+                            )),
+                            3 => emit(&panel_dot(
+                                core::array::from_fn::<_, 3, _>(|t| span(b + t)),
+                                panel,
+                            )),
+                            2 => emit(&panel_dot(
+                                core::array::from_fn::<_, 2, _>(|t| span(b + t)),
+                                panel,
+                            )),
+                            _ => emit(&panel_dot([span(b)], panel)),
                         }
                     }
-                    b += 3;
+                    b += tn;
                 }
-                if b + 2 <= n {
-                    for tile in (p0..p1).step_by(TILE) {
-                        let d = dot4x2([span(b), span(b + 1)], tile_rows(tile));
-                        for (dt, token) in d.iter().zip(b..) {
-                            put(token, tile, dt);
-                        }
-                    }
-                    b += 2;
-                }
-                if b < n {
-                    for tile in (p0..p1).step_by(TILE) {
-                        put(b, tile, &dot4(span(b), tile_rows(tile)));
-                    }
-                }
-                start += len;
+                k0 += kc;
             }
             p0 = p1;
         }
@@ -420,20 +424,19 @@ mod tests {
         }
     }
 
-    /// Several panels, a ragged last tile, a partial span and a token
-    /// count that exercises the three-, two- and one-token kernels.
+    /// Two panels (64 rows, then 6 in a ragged micro-panel), column blocks
+    /// with a partial last one, and token counts that reach every kernel
+    /// width (1 to 6) and a second group of six.
     #[test]
     fn batch_path_matches_naive_product_across_panels() {
-        // Whole-row spans (600 columns: panels of 24 rows) and split rows
-        // (two spans: panels of 8 rows); 70 rows end in a ragged tile.
-        for cols in [600, MAX_SPAN + 88] {
+        for cols in [600, KC * 4 + 88] {
             let rows = 70;
             let w: std::vec::Vec<f32> = (0..rows * cols)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
                 .collect();
             let bytes: std::vec::Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
             let m = Matrix::new(WeightType::F32, rows, cols, &bytes).unwrap();
-            for n in [1usize, 2, 3, 4, 5, 6] {
+            for n in [1usize, 2, 3, 4, 5, 6, 7, 13] {
                 let x: std::vec::Vec<f32> = (0..n * cols)
                     .map(|i| ((i * 13 % 29) as f32 - 14.0) / 10.0)
                     .collect();

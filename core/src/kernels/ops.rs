@@ -78,15 +78,66 @@ pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
     }
 }
 
-/// [`dot4`] for two activation spans at once: `out[t][r] = dot(x[t], w[r])`.
+/// Rows in a packed micro-panel ([`panel_dot`]).
+pub const PANEL_ROWS: usize = 16;
+
+/// `out[t][j] = sum_k x[t][k] * packed[k * 16 + j]`: `T` tokens against a
+/// micro-panel of sixteen weight rows packed column-major (the sixteen
+/// rows' weights of column `k` side by side), over the common length.
 #[inline]
-pub fn dot4x2(x: [&[f32]; 2], w: [&[f32]; 4]) -> [[f32; 4]; 2] {
+pub fn panel_dot<const T: usize>(x: [&[f32]; T], packed: &[f32]) -> [[f32; PANEL_ROWS]; T] {
     #[cfg(target_arch = "x86_64")]
     if super::cpu::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe { super::simd_x86::dot4x2(x, w) };
+        return unsafe { super::simd_x86::panel_dot(x, packed) };
     }
-    [dot4_portable(x[0], w), dot4_portable(x[1], w)]
+    panel_dot_portable(x, packed)
+}
+
+/// Packs sixteen rows (`rows[j * stride..][..k_len]`, `j < 16`) into a
+/// micro-panel for [`panel_dot`]: `dst[k * 16 + j] = row j's column k`.
+#[inline]
+pub fn pack_panel(rows: &[f32], stride: usize, k_len: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { super::simd_x86::pack_panel(rows, stride, k_len, dst) };
+    }
+    pack_panel_portable(rows, stride, k_len, dst)
+}
+
+/// The portable reference for [`pack_panel`].
+pub fn pack_panel_portable(rows: &[f32], stride: usize, k_len: usize, dst: &mut [f32]) {
+    for (j, row) in rows.chunks(stride).take(PANEL_ROWS).enumerate() {
+        for (d, &v) in dst
+            .iter_mut()
+            .skip(j)
+            .step_by(PANEL_ROWS)
+            .zip(&row[..k_len.min(row.len())])
+        {
+            *d = v;
+        }
+    }
+}
+
+/// The portable reference for [`panel_dot`].
+pub fn panel_dot_portable<const T: usize>(
+    x: [&[f32]; T],
+    packed: &[f32],
+) -> [[f32; PANEL_ROWS]; T] {
+    let mut acc = [[0f32; PANEL_ROWS]; T];
+    for (k, w) in packed.chunks_exact(PANEL_ROWS).enumerate() {
+        if x.iter().any(|r| k >= r.len()) {
+            break;
+        }
+        for (a, xt) in acc.iter_mut().zip(&x) {
+            let v = xt[k];
+            for (a, &w) in a.iter_mut().zip(w) {
+                *a += v * w;
+            }
+        }
+    }
+    acc
 }
 
 /// [`dot4`] for three activation spans at once: twelve dot products, each
@@ -330,6 +381,49 @@ mod tests {
             let d4 = dot4_portable(&a[..n], [&b[..n]; 4]);
             assert!(d4.iter().all(|&d| (d as f64 - want).abs() < 1e-4));
         }
+    }
+
+    #[test]
+    fn panel_dot_simd_matches_portable_and_naive() {
+        let k_len = 37;
+        let packed: std::vec::Vec<f32> = (0..k_len * PANEL_ROWS)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let x: std::vec::Vec<f32> = (0..6 * k_len)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 10.0)
+            .collect();
+        let xs: [&[f32]; 6] = core::array::from_fn(|t| &x[t * k_len..][..k_len]);
+        let simd = panel_dot(xs, &packed);
+        let portable = panel_dot_portable(xs, &packed);
+        for t in 0..6 {
+            for j in 0..PANEL_ROWS {
+                let want: f64 = (0..k_len)
+                    .map(|k| xs[t][k] as f64 * packed[k * PANEL_ROWS + j] as f64)
+                    .sum();
+                assert!((simd[t][j] as f64 - want).abs() < 1e-4, "simd t={t} j={j}");
+                assert!(
+                    (portable[t][j] as f64 - want).abs() < 1e-4,
+                    "portable t={t} j={j}"
+                );
+            }
+        }
+        // Packing sixteen rows gives the same panel on both paths.
+        let rows: std::vec::Vec<f32> = (0..16 * 40).map(|i| i as f32).collect();
+        for k_len in [40, 37, 8, 3] {
+            let (mut a, mut b) = ([f32::NAN; 40 * 16], [f32::NAN; 40 * 16]);
+            pack_panel(&rows, 40, k_len, &mut a);
+            pack_panel_portable(&rows, 40, k_len, &mut b);
+            for k in 0..k_len {
+                for j in 0..16 {
+                    assert_eq!(a[k * 16 + j], (j * 40 + k) as f32, "k_len={k_len}");
+                    assert_eq!(b[k * 16 + j], (j * 40 + k) as f32, "k_len={k_len}");
+                }
+            }
+        }
+        // A shorter token row bounds the length.
+        let short = panel_dot([&x[..5]], &packed);
+        let want: f32 = (0..5).map(|k| x[k] * packed[k * PANEL_ROWS]).sum();
+        assert!((short[0][0] - want).abs() < 1e-5);
     }
 
     #[test]

@@ -86,46 +86,10 @@ pub fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
     out
 }
 
-/// Four weight rows against two activation spans: eight dot products, one
-/// accumulator each, so every weight load serves two tokens and every
-/// activation load four rows (six loads per eight FMAs).
-#[target_feature(enable = "avx2,fma")]
-pub fn dot4x2(x: [&[f32]; 2], w: [&[f32]; 4]) -> [[f32; 4]; 2] {
-    let n = w
-        .iter()
-        .fold(x[0].len().min(x[1].len()), |n, r| n.min(r.len()));
-    let px = [x[0].as_ptr(), x[1].as_ptr()];
-    let pw = [w[0].as_ptr(), w[1].as_ptr(), w[2].as_ptr(), w[3].as_ptr()];
-    let mut acc = [[_mm256_setzero_ps(); 4]; 2];
-    let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n, inside both x spans and every w row.
-        let (x0, x1) = unsafe { (_mm256_loadu_ps(px[0].add(i)), _mm256_loadu_ps(px[1].add(i))) };
-        for r in 0..4 {
-            // SAFETY: as above.
-            let wr = unsafe { _mm256_loadu_ps(pw[r].add(i)) };
-            acc[0][r] = _mm256_fmadd_ps(x0, wr, acc[0][r]);
-            acc[1][r] = _mm256_fmadd_ps(x1, wr, acc[1][r]);
-        }
-        i += 8;
-    }
-    let mut out = [[0f32; 4]; 2];
-    for t in 0..2 {
-        for r in 0..4 {
-            let mut s = hsum(acc[t][r]);
-            for j in i..n {
-                s += x[t][j] * w[r][j];
-            }
-            out[t][r] = s;
-        }
-    }
-    out
-}
-
 /// Four weight rows against three activation spans: twelve dot products,
-/// one accumulator each (seven loads per twelve FMAs, against six per eight
-/// in [`dot4x2`]); twelve accumulators, three activations and one weight
-/// fill the sixteen registers.
+/// one accumulator each (seven loads per twelve FMAs); twelve
+/// accumulators, three activations and one weight fill the sixteen
+/// registers. Attention's score kernel: three keys against four heads.
 #[target_feature(enable = "avx2,fma")]
 pub fn dot4x3(x: [&[f32]; 3], w: [&[f32]; 4]) -> [[f32; 4]; 3] {
     let n = w
@@ -237,5 +201,104 @@ pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
     }
     for j in i..n {
         acc[j] += a * v[j];
+    }
+}
+
+/// [`super::ops::panel_dot`]: `T` tokens against one packed micro-panel of
+/// sixteen rows. Each column step loads the panel's sixteen weights once
+/// (two vectors) and broadcasts each token's activation, twelve FMAs into
+/// twelve accumulators for six tokens: no horizontal sums, and the panel
+/// stays in L1 while every token passes over it.
+#[target_feature(enable = "avx2,fma")]
+pub fn panel_dot<const T: usize>(x: [&[f32]; T], packed: &[f32]) -> [[f32; 16]; T] {
+    let k_len = x.iter().fold(packed.len() / 16, |n, r| n.min(r.len()));
+    let pp = packed.as_ptr();
+    let mut px = [core::ptr::null::<f32>(); T];
+    for (p, r) in px.iter_mut().zip(&x) {
+        *p = r.as_ptr();
+    }
+    let mut acc = [[_mm256_setzero_ps(); 2]; T];
+    for k in 0..k_len {
+        // SAFETY: k < k_len <= packed.len() / 16, so 16k + 16 <= packed.len().
+        let (w0, w1) = unsafe {
+            (
+                _mm256_loadu_ps(pp.add(16 * k)),
+                _mm256_loadu_ps(pp.add(16 * k + 8)),
+            )
+        };
+        for (a, p) in acc.iter_mut().zip(&px) {
+            // SAFETY: k < k_len <= every x row's length.
+            let b = unsafe { _mm256_broadcast_ss(&*p.add(k)) };
+            a[0] = _mm256_fmadd_ps(b, w0, a[0]);
+            a[1] = _mm256_fmadd_ps(b, w1, a[1]);
+        }
+    }
+    let mut out = [[0f32; 16]; T];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        // SAFETY: `o` holds sixteen f32s, two __m256.
+        unsafe {
+            _mm256_storeu_ps(o.as_mut_ptr(), a[0]);
+            _mm256_storeu_ps(o.as_mut_ptr().add(8), a[1]);
+        }
+    }
+    out
+}
+
+/// [`super::ops::pack_panel`] in AVX2: 8x8 transposes (unpack, shuffle,
+/// lane permute) turn eight rows of eight columns into eight columns of
+/// eight rows, two blocks per sixteen-row column group.
+#[target_feature(enable = "avx2,fma")]
+pub fn pack_panel(rows: &[f32], stride: usize, k_len: usize, dst: &mut [f32]) {
+    const MR: usize = 16;
+    let k_len = k_len.min(dst.len() / MR).min(stride);
+    if rows.len() < (MR - 1) * stride + k_len {
+        return super::ops::pack_panel_portable(rows, stride, k_len, dst);
+    }
+    let (ps, pd) = (rows.as_ptr(), dst.as_mut_ptr());
+    let mut k = 0;
+    while k + 8 <= k_len {
+        for half in 0..2 {
+            // SAFETY: row 8 * half + i ends at (15 * stride + k_len) at most,
+            // inside `rows` (checked above), and k + 8 <= k_len.
+            let r: [__m256; 8] = core::array::from_fn(|i| unsafe {
+                _mm256_loadu_ps(ps.add((8 * half + i) * stride + k))
+            });
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let cols = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (i, c) in cols.iter().enumerate() {
+                // SAFETY: (k + i) * 16 + 8 * half + 8 <= k_len * 16 <= dst.len().
+                unsafe { _mm256_storeu_ps(pd.add((k + i) * MR + 8 * half), *c) };
+            }
+        }
+        k += 8;
+    }
+    for k in k..k_len {
+        for j in 0..MR {
+            dst[k * MR + j] = rows[j * stride + k];
+        }
     }
 }
