@@ -15,7 +15,7 @@ mod shared;
 #[cfg(target_arch = "x86_64")]
 mod simd_x86;
 
-pub use shared::SharedOut;
+pub use shared::{for_row_chunks, SharedOut};
 
 /// Inputs for the kernels' tests.
 #[cfg(test)]

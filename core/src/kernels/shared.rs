@@ -75,3 +75,35 @@ impl<'a> SharedOut<'a> {
         }
     }
 }
+
+/// Runs `f(first_row, rows)` over `buf`, cut into chunks of whole rows of
+/// `row_len`, as tasks of `exec`: the per-token element-wise steps of a
+/// batch (norms, the gated activation, residual adds) spread over the
+/// threads like the matrix products. Runs inline for a few rows, where a
+/// dispatch would cost more than it saves.
+pub fn for_row_chunks(
+    exec: &dyn crate::exec::Executor,
+    buf: &mut [f32],
+    row_len: usize,
+    f: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
+    /// Rows below which a batch stays on the calling thread.
+    const INLINE_ROWS: usize = 8;
+    if row_len == 0 {
+        return;
+    }
+    let rows = buf.len() / row_len;
+    if rows < INLINE_ROWS || exec.threads() < 2 {
+        f(0, &mut buf[..rows * row_len]);
+        return;
+    }
+    let (tasks, per_task) = crate::exec::split(rows, exec.threads(), 2, INLINE_ROWS / 2);
+    let shared = SharedOut::new(buf);
+    exec.run(tasks, &|t| {
+        let first = t * per_task;
+        let count = per_task.min(rows - first);
+        // SAFETY: tasks cover disjoint row ranges [first, first + count).
+        let chunk = unsafe { shared.slice(first * row_len, count * row_len) };
+        f(first, chunk);
+    });
+}

@@ -13,7 +13,7 @@ use crate::exec::Executor;
 use crate::format::gguf::Gguf;
 use crate::kernels::matmul::matmul_with;
 use crate::kernels::ops::{gelu_gate, rms_norm, rms_norm_inplace, rope_apply, rope_table, softcap};
-use crate::kernels::Precision;
+use crate::kernels::{for_row_chunks, Precision};
 use core::fmt;
 
 /// A model: its configuration, borrowed weights, and the arithmetic its
@@ -296,16 +296,28 @@ impl<'a> Model<'a> {
         let w = &self.weights.layers[layer];
         let (d, hd, half) = (cfg.d_model, cfg.head_dim, cfg.head_dim / 2);
         let (eps, p1) = (cfg.rms_eps, cfg.norm_gain_plus_one);
+        // Per-token steps run on the executor's threads too; each task
+        // takes whole rows (tokens).
         let norm_rows = |x: &[f32], gain: &Matrix, out: &mut [f32]| {
-            for b in 0..n {
-                rms_norm(
-                    &x[b * d..(b + 1) * d],
-                    gain,
-                    eps,
-                    p1,
-                    &mut out[b * d..(b + 1) * d],
-                );
+            for_row_chunks(exec, &mut out[..n * d], d, &|first, rows| {
+                for (row, src) in rows.chunks_exact_mut(d).zip(x[first * d..].chunks_exact(d)) {
+                    rms_norm(src, gain, eps, p1, row);
+                }
+            });
+        };
+        // x += post_norm(y) (or x += y): the residual connection.
+        let add_residual = |x: &mut [f32], y: &mut [f32], post_norm: &Matrix| {
+            if cfg.post_norms {
+                for_row_chunks(exec, &mut y[..n * d], d, &|_, rows| {
+                    for row in rows.chunks_exact_mut(d) {
+                        rms_norm_inplace(row, post_norm, eps, p1);
+                    }
+                });
             }
+            let y = &*y;
+            for_row_chunks(exec, &mut x[..n * d], d, &|first, rows| {
+                add_into(rows, &y[first * d..]);
+            });
         };
 
         // Attention.
@@ -350,26 +362,19 @@ impl<'a> Model<'a> {
         };
         attend(exec, cfg, layer, cache, s.q, start, n, mask, s.att);
         matmul_with(exec, &w.o, s.att, n, s.xn, self.precision);
-        if cfg.post_norms {
-            for row in s.xn[..n * d].chunks_exact_mut(d) {
-                rms_norm_inplace(row, &w.post_attn_norm, eps, p1);
-            }
-        }
-        add_into(&mut s.x[..n * d], &s.xn[..n * d]);
+        add_residual(s.x, s.xn, &w.post_attn_norm);
 
         // Feed-forward.
         norm_rows(s.x, &w.ffn_norm, s.xn);
         matmul_with(exec, &w.gate, s.xn, n, s.gate, self.precision);
         matmul_with(exec, &w.up, s.xn, n, s.up, self.precision);
         let ff = n * cfg.d_ff;
-        gelu_gate(&mut s.gate[..ff], &s.up[..ff]);
+        let (dff, up) = (cfg.d_ff, &*s.up);
+        for_row_chunks(exec, &mut s.gate[..ff], dff, &|first, rows| {
+            gelu_gate(rows, &up[first * dff..]);
+        });
         matmul_with(exec, &w.down, s.gate, n, s.xn, self.precision);
-        if cfg.post_norms {
-            for row in s.xn[..n * d].chunks_exact_mut(d) {
-                rms_norm_inplace(row, &w.post_ffw_norm, eps, p1);
-            }
-        }
-        add_into(&mut s.x[..n * d], &s.xn[..n * d]);
+        add_residual(s.x, s.xn, &w.post_ffw_norm);
     }
 
     /// Logits for `n` final hidden states (`n x d_model` → `n x vocab`),
