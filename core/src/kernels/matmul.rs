@@ -162,27 +162,12 @@ fn packed_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
                             }
                         };
                         match tn {
-                            6 => emit(&panel_dot(
-                                core::array::from_fn::<_, 6, _>(|t| span(b + t)),
-                                panel,
-                            )),
-                            5 => emit(&panel_dot(
-                                core::array::from_fn::<_, 5, _>(|t| span(b + t)),
-                                panel,
-                            )),
-                            4 => emit(&panel_dot(
-                                core::array::from_fn::<_, 4, _>(|t| span(b + t)),
-                                panel,
-                            )),
-                            3 => emit(&panel_dot(
-                                core::array::from_fn::<_, 3, _>(|t| span(b + t)),
-                                panel,
-                            )),
-                            2 => emit(&panel_dot(
-                                core::array::from_fn::<_, 2, _>(|t| span(b + t)),
-                                panel,
-                            )),
-                            _ => emit(&panel_dot([span(b)], panel)),
+                            6 => tokens_dot::<6>(&span, b, panel, &emit),
+                            5 => tokens_dot::<5>(&span, b, panel, &emit),
+                            4 => tokens_dot::<4>(&span, b, panel, &emit),
+                            3 => tokens_dot::<3>(&span, b, panel, &emit),
+                            2 => tokens_dot::<2>(&span, b, panel, &emit),
+                            _ => tokens_dot::<1>(&span, b, panel, &emit),
                         }
                     }
                     b += tn;
@@ -192,6 +177,20 @@ fn packed_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
             p0 = p1;
         }
     });
+}
+
+/// Tokens `b..b + T` (their activations given by `span`) against one
+/// packed micro-panel; `emit` receives the `T` rows of sixteen sums.
+fn tokens_dot<'x, const T: usize>(
+    span: &dyn Fn(usize) -> &'x [f32],
+    b: usize,
+    panel: &[f32],
+    emit: &dyn Fn(&[[f32; PANEL_ROWS]]),
+) {
+    emit(&panel_dot(
+        core::array::from_fn::<_, T, _>(|t| span(b + t)),
+        panel,
+    ));
 }
 
 /// Decodes `src` into `dst` with a SIMD decoder where this CPU and format
