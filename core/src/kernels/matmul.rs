@@ -91,12 +91,12 @@ pub fn matmul_with(
 /// Each task owns a range of rows. It decodes a panel of up to
 /// [`PANEL_MAX_ROWS`] rows, [`KC`] columns at a time, and packs it into
 /// micro-panels of sixteen rows stored column by column (64 KiB on the
-/// task's stack, plus 16 KiB for sixteen decoded rows; an executor's
-/// threads need that much stack). Then every token of the batch passes over it, six
-/// tokens per [`panel_dot`] call, whose sixteen-row micro-panel (16 KiB)
-/// stays in L1 the whole time. So each weight is decoded once per
-/// product, each activation is loaded once per panel of rows, and the
-/// sums of each output block are written once per `KC` columns.
+/// task's stack, plus 16 KiB for sixteen decoded rows: an executor's
+/// threads need that much stack). Then every token of the batch passes
+/// over it, six tokens per [`panel_dot`] call, whose sixteen-row
+/// micro-panel (16 KiB) stays in L1 the whole time. So each weight is
+/// decoded once per product, each activation is loaded once per panel of
+/// rows, and each output is written once per `KC` columns.
 fn packed_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
     exec: &dyn Executor,
     w: &Matrix,
