@@ -204,14 +204,21 @@ pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
     }
 }
 
+/// Rows of a packed micro-panel: two AVX2 vectors.
+const MR: usize = super::ops::PANEL_ROWS;
+const _: () = assert!(
+    MR == 16,
+    "the panel kernels hold a micro-panel column in two 8-lane vectors"
+);
+
 /// [`super::ops::panel_dot`]: `T` tokens against one packed micro-panel of
 /// sixteen rows. Each column step loads the panel's sixteen weights once
 /// (two vectors) and broadcasts each token's activation, twelve FMAs into
 /// twelve accumulators for six tokens: no horizontal sums, and the panel
 /// stays in L1 while every token passes over it.
 #[target_feature(enable = "avx2,fma")]
-pub fn panel_dot<const T: usize>(x: [&[f32]; T], packed: &[f32]) -> [[f32; 16]; T] {
-    let k_len = x.iter().fold(packed.len() / 16, |n, r| n.min(r.len()));
+pub fn panel_dot<const T: usize>(x: [&[f32]; T], packed: &[f32]) -> [[f32; MR]; T] {
+    let k_len = x.iter().fold(packed.len() / MR, |n, r| n.min(r.len()));
     let pp = packed.as_ptr();
     let mut px = [core::ptr::null::<f32>(); T];
     for (p, r) in px.iter_mut().zip(&x) {
@@ -222,8 +229,8 @@ pub fn panel_dot<const T: usize>(x: [&[f32]; T], packed: &[f32]) -> [[f32; 16]; 
         // SAFETY: k < k_len <= packed.len() / 16, so 16k + 16 <= packed.len().
         let (w0, w1) = unsafe {
             (
-                _mm256_loadu_ps(pp.add(16 * k)),
-                _mm256_loadu_ps(pp.add(16 * k + 8)),
+                _mm256_loadu_ps(pp.add(MR * k)),
+                _mm256_loadu_ps(pp.add(MR * k + 8)),
             )
         };
         for (a, p) in acc.iter_mut().zip(&px) {
@@ -233,7 +240,7 @@ pub fn panel_dot<const T: usize>(x: [&[f32]; T], packed: &[f32]) -> [[f32; 16]; 
             a[1] = _mm256_fmadd_ps(b, w1, a[1]);
         }
     }
-    let mut out = [[0f32; 16]; T];
+    let mut out = [[0f32; MR]; T];
     for (o, a) in out.iter_mut().zip(&acc) {
         // SAFETY: `o` holds sixteen f32s, two __m256.
         unsafe {
@@ -249,7 +256,6 @@ pub fn panel_dot<const T: usize>(x: [&[f32]; T], packed: &[f32]) -> [[f32; 16]; 
 /// eight rows, two blocks per sixteen-row column group.
 #[target_feature(enable = "avx2,fma")]
 pub fn pack_panel(rows: &[f32], stride: usize, k_len: usize, dst: &mut [f32]) {
-    const MR: usize = 16;
     let k_len = k_len.min(dst.len() / MR).min(stride);
     if rows.len() < (MR - 1) * stride + k_len {
         return super::ops::pack_panel_portable(rows, stride, k_len, dst);
