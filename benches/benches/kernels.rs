@@ -2,7 +2,7 @@
 //! and prefill (a batch), in the exact precision and, for decode, the fast
 //! one (16-bit fixed-point activations). Run: `cargo bench -p gemma-benches`.
 //! Shapes are Gemma 3 270M's: the 2048 -> 640 FFW down projection and the
-//! 262144-row output projection.
+//! 262144-row output projection, and a matrix too large for any cache.
 
 use gemma_benches::random_matrix_bytes;
 use gemma_core::exec::Serial;
@@ -37,6 +37,18 @@ fn ffw_down_decode_fast(bencher: divan::Bencher, ty: WeightType) {
 #[divan::bench(args = TYPES, sample_count = 10)]
 fn ffw_down_prefill_64(bencher: divan::Bencher, ty: WeightType) {
     matmul_bench(bencher, ty, 640, 2048, 64, Precision::Exact);
+}
+
+/// A 65536 x 2048 matrix, 75 to 142 MB encoded: larger than any L3, so the
+/// weights stream from memory as a real model's layers do in decode.
+#[divan::bench(args = &TYPES[2..], sample_count = 5)]
+fn streamed_decode(bencher: divan::Bencher, ty: WeightType) {
+    matmul_bench(bencher, ty, 65_536, 2048, 1, Precision::Exact);
+}
+
+#[divan::bench(args = &TYPES[2..], sample_count = 5)]
+fn streamed_decode_fast(bencher: divan::Bencher, ty: WeightType) {
+    matmul_bench(bencher, ty, 65_536, 2048, 1, Precision::Fast);
 }
 
 #[divan::bench(args = [WeightType::Q8_0], sample_count = 5)]

@@ -2,8 +2,13 @@
 //! activation vector: the single-token (decode) path of every GGML format
 //! the Gemma GGUFs carry (Q8_0, Q5_0, Q4_K, Q6_K).
 //!
-//! Four rows share each load of `x` and give four independent FMA chains,
-//! which keeps the FMA units busy while the weights stream from memory.
+//! The four rows are read one after another, so the weights stream from
+//! memory in order; `x` stays in L1. Each row keeps at least two
+//! accumulators, so the FMA latency chain is never what the loop waits on,
+//! and block scales are vectors (one lane per sub-block) rather than
+//! scalar arithmetic per sub-block. Codes are widened straight from memory
+//! (`vpmovsxbd`/`vpmovzxbd` on eight bytes) where the format allows, which
+//! spares the shuffles of widening from a wider register.
 //! Activations stay f32 and every code converts exactly to f32, so results
 //! differ from the portable path (`quant::dot`) by summation order only;
 //! `tests` below compare the two.
@@ -25,33 +30,48 @@ pub(super) fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s)))
 }
 
-/// An f16 at `p` (little-endian, unaligned) as f32, through F16C.
+/// The horizontal sum of `term(b)` over `b < blocks`, accumulated in two
+/// registers (even and odd blocks) so that consecutive blocks' FMAs do not
+/// wait on each other; `term(b, acc)` returns `acc` plus block b's part.
+#[inline(always)]
+pub(super) fn sum_blocks(blocks: usize, mut term: impl FnMut(usize, __m256) -> __m256) -> f32 {
+    // SAFETY: none needed; the closure holds the unsafe reads. The zeroed
+    // registers need AVX, which every caller's target features enable.
+    let (mut even, mut odd) = unsafe { (_mm256_setzero_ps(), _mm256_setzero_ps()) };
+    let mut b = 0;
+    while b + 1 < blocks {
+        even = term(b, even);
+        odd = term(b + 1, odd);
+        b += 2;
+    }
+    if b < blocks {
+        even = term(b, even);
+    }
+    // SAFETY: as above.
+    unsafe { hsum(_mm256_add_ps(even, odd)) }
+}
+
+/// The f16 at `p` (little-endian, unaligned) as f32 in all eight lanes,
+/// through F16C.
+///
+/// Broadcasting the 16 bits before converting matters: converting from a
+/// register whose other lanes are left undefined lets the compiler merge
+/// into any register, even a loop's accumulator, which chains every block's
+/// scale behind the previous block's sum.
 ///
 /// # Safety
 /// Two bytes at `p` must be readable.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
+pub(super) unsafe fn f16_splat(p: *const u8) -> __m256 {
     // SAFETY: the caller guarantees two readable bytes.
     let bits = unsafe { (p as *const u16).read_unaligned() };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
 }
 
 /// How far ahead of the rows being read to prefetch: the next group of
 /// rows, which in a matrix follows these ones in memory.
 pub(super) const PREFETCH_BYTES: usize = 2048;
-
-/// Hints the cache to fetch the bytes `PREFETCH_BYTES` past offset `off`
-/// of each row. Prefetches never fault, so addresses past the end of the
-/// weights are harmless.
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(super) fn prefetch_ahead(rows: [*const u8; 4], off: usize) {
-    for r in rows {
-        let p = r.wrapping_add(off + PREFETCH_BYTES) as *const i8;
-        _mm_prefetch::<_MM_HINT_T0>(p);
-    }
-}
 
 /// Sixteen signed 8-bit codes (in a 128-bit register) times sixteen floats
 /// at `x`, as eight partial sums.
@@ -99,21 +119,54 @@ unsafe fn q8_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
     // Row by row: the four rows lie one after another in memory, so this
     // order reads the weights as one sequential stream (the product is
     // memory-bound at the output projection's size; x stays in L1).
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for r in 0..4 {
-        for b in 0..blocks {
-            // SAFETY: block b of row r lies inside the row (b < blocks), and
-            // x holds 32 floats from 32 * b.
+    rows.map(|row| {
+        sum_blocks(blocks, |b, acc| {
+            // SAFETY: block b of the row lies inside it (b < blocks), and x
+            // holds 32 floats from 32 * b.
             unsafe {
-                let p = rows[r].add(34 * b);
+                let p = row.add(34 * b);
                 _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
-                let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
-                let s = dot32_i8(q, x.add(32 * b));
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p)), s, acc[r]);
+                let s = dot32_i8_at(p.add(2), x.add(32 * b));
+                _mm256_fmadd_ps(f16_splat(p), s, acc)
             }
-        }
+        })
+    })
+}
+
+/// Eight signed 8-bit codes at `q` as eight floats: one widening load and
+/// one conversion, no shuffles of a wider register.
+///
+/// # Safety
+/// Eight bytes at `q` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn i8x8_at(q: *const u8) -> __m256 {
+    // SAFETY: the caller guarantees eight readable bytes.
+    unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q as *const __m128i))) }
+}
+
+/// Thirty-two signed codes in memory at `q` times thirty-two floats at `x`,
+/// as eight partial sums (two independent chains).
+///
+/// # Safety
+/// Thirty-two bytes at `q` and thirty-two floats at `x` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot32_i8_at(q: *const u8, x: *const f32) -> __m256 {
+    // SAFETY: the caller guarantees 32 readable bytes and floats.
+    unsafe {
+        let s0 = _mm256_fmadd_ps(
+            i8x8_at(q.add(8)),
+            _mm256_loadu_ps(x.add(8)),
+            _mm256_mul_ps(i8x8_at(q), _mm256_loadu_ps(x)),
+        );
+        let s1 = _mm256_fmadd_ps(
+            i8x8_at(q.add(24)),
+            _mm256_loadu_ps(x.add(24)),
+            _mm256_mul_ps(i8x8_at(q.add(16)), _mm256_loadu_ps(x.add(16))),
+        );
+        _mm256_add_ps(s0, s1)
     }
-    acc.map(|a| hsum(a))
 }
 
 /// Q5_0: 22-byte blocks of an f16 scale, 32 fifth bits and 16 bytes of
@@ -125,88 +178,161 @@ unsafe fn q8_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
     // Row by row, one sequential stream, as in `q8_0`.
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for r in 0..4 {
-        for b in 0..blocks {
-            // SAFETY: block b of row r is inside the row; x holds 32 floats
+    rows.map(|row| {
+        sum_blocks(blocks, |b, acc| {
+            // SAFETY: block b of the row is inside it; x holds 32 floats
             // from 32 * b.
             unsafe {
-                let p = rows[r].add(22 * b);
+                let p = row.add(22 * b);
                 _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
                 let s = dot32_i8(q5_0_codes(p), x.add(32 * b));
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p)), s, acc[r]);
+                _mm256_fmadd_ps(f16_splat(p), s, acc)
             }
-        }
-    }
-    acc.map(|a| hsum(a))
+        })
+    })
 }
 
 /// Q4_K: 144-byte super-blocks of 256: f16 `d` and `dmin`, twelve bytes of
 /// packed 6-bit scales and mins, 128 bytes of nibbles. Sub-block `j` (32
-/// elements) decodes as `d * sc[j] * q - dmin * mn[j]`, so its dot is
-/// `d * sc[j] * sum(q * x) - dmin * mn[j] * sum(x)`; `sum(x)` is shared by
-/// the four rows.
+/// elements) decodes as `d * sc[j] * q - dmin * mn[j]`, so a row's dot is
+/// `sum_j d * sc[j] * sum(q * x) - dmin * sum_j mn[j] * sum(x)`. The sums of
+/// `x` over each sub-block are shared by the four rows, and the min terms of
+/// all eight sub-blocks take one vector FMA per row.
 ///
 /// # Safety
 /// Every row must hold `blocks` super-blocks and `x` `256 * blocks` floats.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_k(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
-    let low4 = _mm256_set1_epi8(0x0F);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for b in 0..blocks {
-        // SAFETY: x holds 256 floats from 256 * b.
-        let xb = unsafe { x.add(QK_K * b) };
-        // Per-lane sums of each 32-element sub-block of x.
-        let mut xsum = [_mm256_setzero_ps(); 8];
-        for (j, s) in xsum.iter_mut().enumerate() {
-            // SAFETY: 32 * j + 32 <= 256 floats from xb.
-            unsafe {
-                let p = xb.add(32 * j);
-                *s = _mm256_add_ps(
-                    _mm256_add_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))),
-                    _mm256_add_ps(_mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))),
-                );
-            }
+    // The sums of x are taken for a run of super-blocks first; then each
+    // row streams through that run with its accumulators in registers.
+    const RUN: usize = 16;
+    let mut out = [0f32; 4];
+    let mut first = 0;
+    while first < blocks {
+        let n = (blocks - first).min(RUN);
+        let mut xsums = [_mm256_setzero_ps(); RUN];
+        for (i, s) in xsums[..n].iter_mut().enumerate() {
+            // SAFETY: x holds 256 floats from 256 * (first + i).
+            *s = unsafe { subblock_sums(x.add(QK_K * (first + i))) };
         }
-        for line in 0..3 {
-            prefetch_ahead(rows, Q4_K_BYTES * b + 64 * line);
-        }
-        for r in 0..4 {
-            // SAFETY: super-block b of row r is inside the row.
-            let p = unsafe { rows[r].add(Q4_K_BYTES * b) };
-            // SAFETY: the super-block's 144 bytes are readable.
-            let (d, dmin, packed) = unsafe {
-                (
-                    f16_at(p),
-                    f16_at(p.add(2)),
-                    (p.add(4) as *const [u8; 12]).read_unaligned(),
+        for (r, o) in out.iter_mut().enumerate() {
+            // SAFETY: super-blocks first..first + n of row r are inside the
+            // row, and x holds their 256 * n floats.
+            *o += unsafe {
+                q4_k_row_run(
+                    rows[r].add(Q4_K_BYTES * first),
+                    x.add(QK_K * first),
+                    &xsums[..n],
                 )
             };
-            let (sc, mn) = unpack_scales_mins(&packed);
-            let mut a = acc[r];
-            for c in 0..4 {
-                // SAFETY: bytes 16 + 32c .. 48 + 32c of the super-block, and
-                // floats 64c .. 64c + 64 of xb.
+        }
+        first += n;
+    }
+    out
+}
+
+/// One row's dot over `xsums.len()` Q4_K super-blocks at `p` against `x`,
+/// given the sub-block sums of `x` (see [`subblock_sums`]).
+///
+/// # Safety
+/// `144 * xsums.len()` bytes at `p` and `256 * xsums.len()` floats at `x`
+/// must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_row_run(p: *const u8, x: *const f32, xsums: &[__m256]) -> f32 {
+    let low4 = _mm256_set1_epi32(0x0F);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut mins = _mm256_setzero_ps();
+    for (b, &xs) in xsums.iter().enumerate() {
+        // SAFETY: super-block b is readable (caller).
+        let p = unsafe { p.add(Q4_K_BYTES * b) };
+        // SAFETY: x holds 256 floats from 256 * b (caller).
+        let xb = unsafe { x.add(QK_K * b) };
+        // SAFETY: the super-block's 144 bytes are readable.
+        let (d, dmin, packed) = unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES + 64) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES + 128) as *const i8);
+            (
+                f16_splat(p),
+                f16_splat(p.add(2)),
+                (p.add(4) as *const [u8; 12]).read_unaligned(),
+            )
+        };
+        let (sc, mn) = unpack_scales_mins(&packed);
+        let scales = _mm256_mul_ps(d, u8x8_to_f32(sc));
+        mins = _mm256_fmadd_ps(_mm256_mul_ps(dmin, u8x8_to_f32(mn)), xs, mins);
+        for c in 0..4 {
+            // Bytes 16 + 32c .. 48 + 32c hold sub-block 2c in their low
+            // nibbles and 2c + 1 in their high ones; eight bytes at a time,
+            // widened to lanes, give eight codes of each.
+            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for k in 0..4 {
+                // SAFETY: bytes 16 + 32c + 8k ..+ 8 of the super-block,
+                // floats 64c + 8k ..+ 8 and 64c + 32 + 8k ..+ 8 of xb.
                 unsafe {
-                    let q = _mm256_loadu_si256(p.add(16 + 32 * c) as *const __m256i);
-                    let lo = _mm256_and_si256(q, low4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
-                    let s_lo = dot32_i8(lo, xb.add(64 * c));
-                    let s_hi = dot32_i8(hi, xb.add(64 * c + 32));
-                    a = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[2 * c] as f32), s_lo, a);
-                    a = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[2 * c + 1] as f32), s_hi, a);
-                    a = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * mn[2 * c] as f32), xsum[2 * c], a);
-                    a = _mm256_fnmadd_ps(
-                        _mm256_set1_ps(dmin * mn[2 * c + 1] as f32),
-                        xsum[2 * c + 1],
-                        a,
-                    );
+                    let q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                        p.add(16 + 32 * c + 8 * k) as *const __m128i
+                    ));
+                    let ql = _mm256_cvtepi32_ps(_mm256_and_si256(q, low4));
+                    let qh = _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(q));
+                    let xp = xb.add(64 * c + 8 * k);
+                    lo = _mm256_fmadd_ps(ql, _mm256_loadu_ps(xp), lo);
+                    hi = _mm256_fmadd_ps(qh, _mm256_loadu_ps(xp.add(32)), hi);
                 }
             }
-            acc[r] = a;
+            acc[c & 1] = _mm256_fmadd_ps(lane(scales, 2 * c), lo, acc[c & 1]);
+            acc[c & 1] = _mm256_fmadd_ps(lane(scales, 2 * c + 1), hi, acc[c & 1]);
         }
     }
-    acc.map(|a| hsum(a))
+    hsum(_mm256_add_ps(acc[0], acc[1])) - hsum(mins)
+}
+
+/// Eight bytes as eight floats.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn u8x8_to_f32(v: [u8; 8]) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(
+        u64::from_le_bytes(v) as i64,
+    )))
+}
+
+/// Lane `i` (< 8) of `v` in every lane.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn lane(v: __m256, i: usize) -> __m256 {
+    _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(i as i32))
+}
+
+/// The sums of the eight 32-float sub-blocks of the 256 floats at `x`, one
+/// per lane.
+///
+/// # Safety
+/// 256 floats at `x` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn subblock_sums(x: *const f32) -> __m256 {
+    // SAFETY: the caller guarantees 256 readable floats.
+    let v: [__m256; 8] = core::array::from_fn(|j| unsafe {
+        let p = x.add(32 * j);
+        _mm256_add_ps(
+            _mm256_add_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))),
+            _mm256_add_ps(_mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))),
+        )
+    });
+    // Pairwise horizontal adds fold eight vectors into one of their sums;
+    // lanes come out as (0 1 2 3 | 4 5 6 7) per 128-bit half, which the
+    // final cross-half add and blend put in order.
+    let h01 = _mm256_hadd_ps(v[0], v[1]);
+    let h23 = _mm256_hadd_ps(v[2], v[3]);
+    let h45 = _mm256_hadd_ps(v[4], v[5]);
+    let h67 = _mm256_hadd_ps(v[6], v[7]);
+    let q0123 = _mm256_hadd_ps(h01, h23);
+    let q4567 = _mm256_hadd_ps(h45, h67);
+    // q0123 = [s0l s1l s2l s3l | s0h s1h s2h s3h] (low/high 128-bit halves).
+    let lo = _mm256_permute2f128_ps::<0x20>(q0123, q4567);
+    let hi = _mm256_permute2f128_ps::<0x31>(q0123, q4567);
+    _mm256_add_ps(lo, hi)
 }
 
 /// The four groups of 32 signed codes (`q - 32`) of half `h` of the Q6_K
@@ -258,43 +384,46 @@ pub(super) unsafe fn q6_k_codes(p: *const u8, h: usize) -> [__m256i; 4] {
 /// As for [`q4_k`], with 210-byte super-blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6_k(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
+    // SAFETY: each row holds `blocks` super-blocks and x their floats.
+    rows.map(|p| unsafe { q6_k_row(p, x, blocks) })
+}
+
+/// One row's dot over `blocks` Q6_K super-blocks at `p` against `x`.
+///
+/// # Safety
+/// `210 * blocks` bytes at `p` and `256 * blocks` floats at `x` must be
+/// readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k_row(p: *const u8, x: *const f32, blocks: usize) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 2];
     for b in 0..blocks {
-        // SAFETY: x holds 256 floats from 256 * b.
-        let xb = unsafe { x.add(QK_K * b) };
-        for line in 0..4 {
-            prefetch_ahead(rows, Q6_K_BYTES * b + 64 * line);
-        }
-        for r in 0..4 {
-            // SAFETY: super-block b of row r is inside the row.
-            let p = unsafe { rows[r].add(Q6_K_BYTES * b) };
-            // SAFETY: bytes 192..210 of the super-block are readable.
-            let (d, scales) = unsafe {
-                (
-                    f16_at(p.add(208)),
-                    (p.add(192) as *const [i8; 16]).read_unaligned(),
-                )
-            };
-            let mut a = acc[r];
-            for h in 0..2 {
-                // SAFETY: the super-block is inside the row; h < 2.
-                let codes = unsafe { q6_k_codes(p, h) };
-                for (k, q) in codes.into_iter().enumerate() {
-                    let s = 8 * h + 2 * k;
-                    // SAFETY: floats 128h + 32k .. + 32 of xb.
-                    unsafe {
-                        let xp = xb.add(128 * h + 32 * k);
-                        let s0 = dot16_i8(_mm256_castsi256_si128(q), xp);
-                        let s1 = dot16_i8(_mm256_extracti128_si256::<1>(q), xp.add(16));
-                        a = _mm256_fmadd_ps(_mm256_set1_ps(d * scales[s] as f32), s0, a);
-                        a = _mm256_fmadd_ps(_mm256_set1_ps(d * scales[s + 1] as f32), s1, a);
-                    }
+        // SAFETY: super-block b is readable and x holds its 256 floats.
+        let (p, xb) = unsafe { (p.add(Q6_K_BYTES * b), x.add(QK_K * b)) };
+        // SAFETY: bytes 192..210 of the super-block are readable.
+        let scales = unsafe {
+            for line in 0..4 {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES + 64 * line) as *const i8);
+            }
+            let d = f16_splat(p.add(208));
+            [p.add(192), p.add(200)].map(|s| _mm256_mul_ps(d, i8x8_at(s)))
+        };
+        for (h, sc) in scales.into_iter().enumerate() {
+            // SAFETY: the super-block is inside the row; h < 2.
+            let codes = unsafe { q6_k_codes(p, h) };
+            for (k, q) in codes.into_iter().enumerate() {
+                // SAFETY: floats 128h + 32k .. + 32 of xb.
+                unsafe {
+                    let xp = xb.add(128 * h + 32 * k);
+                    let s0 = dot16_i8(_mm256_castsi256_si128(q), xp);
+                    let s1 = dot16_i8(_mm256_extracti128_si256::<1>(q), xp.add(16));
+                    acc[k & 1] = _mm256_fmadd_ps(lane(sc, 2 * k), s0, acc[k & 1]);
+                    acc[k & 1] = _mm256_fmadd_ps(lane(sc, 2 * k + 1), s1, acc[k & 1]);
                 }
             }
-            acc[r] = a;
         }
     }
-    acc.map(|a| hsum(a))
+    hsum(_mm256_add_ps(acc[0], acc[1]))
 }
 
 /// Q5_0's 32 codes of the block at `p`, as signed bytes (`q - 16`).
@@ -310,23 +439,23 @@ pub(super) unsafe fn q5_0_codes(p: *const u8) -> __m256i {
         3, 3,
     );
     let bit_of_byte = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-    let low4 = _mm_set1_epi8(0x0F);
     // SAFETY: bytes 2..22 of the block are readable (caller).
     let (qh, qs) = unsafe {
         (
             (p.add(2) as *const u32).read_unaligned(),
-            _mm_loadu_si128(p.add(6) as *const __m128i),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(p.add(6) as *const __m128i)),
         )
     };
     let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), spread);
     let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit_of_byte), bit_of_byte);
-    let fifth = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-    let lo = _mm_and_si128(qs, low4);
-    let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), low4);
-    _mm256_sub_epi8(
-        _mm256_or_si256(_mm256_set_m128i(hi, lo), fifth),
-        _mm256_set1_epi8(16),
-    )
+    // Low nibbles in the low half, high nibbles (shifted down) in the high.
+    let nibbles = _mm256_and_si256(
+        _mm256_srlv_epi64(qs, _mm256_setr_epi64x(0, 0, 4, 4)),
+        _mm256_set1_epi8(0x0F),
+    );
+    // (nibble | fifth << 4) - 16: the nibble itself where the fifth bit is
+    // set, the nibble - 16 where it is clear.
+    _mm256_add_epi8(nibbles, _mm256_andnot_si256(set, _mm256_set1_epi8(-16)))
 }
 
 /// Decodes whole Q5_0 blocks of `src` into `dst` (the span path of a
@@ -337,7 +466,7 @@ fn dequantize_q5_0(src: &[u8], dst: &mut [f32]) {
         // SAFETY: the block holds 22 bytes and `out` 32 floats.
         unsafe {
             let p = block.as_ptr();
-            let d = _mm256_set1_ps(f16_at(p));
+            let d = f16_splat(p);
             let q = q5_0_codes(p);
             let halves = [_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q)];
             for (h, half) in halves.into_iter().enumerate() {
@@ -440,16 +569,22 @@ mod tests {
             std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
             return;
         }
-        let cols = 512;
-        for ty in [
-            WeightType::Q8_0,
-            WeightType::Q5_0,
-            WeightType::Q4K,
-            WeightType::Q6K,
-        ] {
+        // Column counts with odd and even numbers of blocks, and for the
+        // K-quants one past a run of 16 super-blocks.
+        let shapes = [
+            (WeightType::Q8_0, 32),
+            (WeightType::Q8_0, 544),
+            (WeightType::Q5_0, 32),
+            (WeightType::Q5_0, 544),
+            (WeightType::Q4K, 768),
+            (WeightType::Q4K, 17 * 256),
+            (WeightType::Q6K, 768),
+            (WeightType::Q6K, 17 * 256),
+        ];
+        for (ty, cols) in shapes {
             let k = kernel_for(ty).unwrap();
             let row_bytes = ty.row_bytes(cols).unwrap();
-            let bytes = quant_rows(ty, 4, cols, 0x1234_5678 ^ ty as u32);
+            let bytes = quant_rows(ty, 4, cols, 0x1234_5678 ^ ty as u32 ^ cols as u32);
             let x: std::vec::Vec<f32> = (0..cols)
                 .map(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0)
                 .collect();

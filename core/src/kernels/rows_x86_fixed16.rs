@@ -18,7 +18,9 @@
 //! the activations, which keeps every read in bounds.
 
 use super::fixed16::{Fixed16, BLOCK};
-use super::rows_x86::{f16_at, hsum, prefetch_ahead, q5_0_codes, q6_k_codes, PREFETCH_BYTES};
+use super::rows_x86::{
+    f16_splat, hsum, lane, q5_0_codes, q6_k_codes, sum_blocks, u8x8_to_f32, PREFETCH_BYTES,
+};
 use crate::quant::kquants::{unpack_scales_mins, Q4_K_BYTES, Q6_K_BYTES, QK_K};
 use crate::quant::WeightType;
 use core::arch::x86_64::*;
@@ -78,22 +80,20 @@ unsafe fn q8_0(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
     // order reads the weights as one sequential stream, which keeps the
     // memory system busier than four interleaved streams do (the product
     // is memory-bound; the activations stay in L1 either way).
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for r in 0..4 {
-        for b in 0..blocks {
-            // SAFETY: block b of x exists (b < blocks).
-            let (xv, sx) = unsafe { (x_block(x.q, b), *x.scale.add(b)) };
-            // SAFETY: block b of row r lies inside the row.
+    rows.map(|row| {
+        sum_blocks(blocks, |b, acc| {
+            // SAFETY: block b of x exists (b < blocks), and block b of the
+            // row lies inside it.
             unsafe {
-                let p = rows[r].add(34 * b);
+                let (xv, sx) = (x_block(x.q, b), *x.scale.add(b));
+                let p = row.add(34 * b);
                 _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
                 let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
                 let s = _mm256_cvtepi32_ps(idot32_i8(q, xv));
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p) * sx), s, acc[r]);
+                _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(p), _mm256_set1_ps(sx)), s, acc)
             }
-        }
-    }
-    acc.map(|a| hsum(a))
+        })
+    })
 }
 
 /// Q5_0: 22-byte blocks of an f16 scale, 32 fifth bits and 16 bytes of
@@ -105,21 +105,19 @@ unsafe fn q8_0(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_0(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
     // Row by row, one sequential stream, as in `q8_0`.
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for r in 0..4 {
-        for b in 0..blocks {
-            // SAFETY: block b of x exists, and block b of row r is inside
-            // the row.
+    rows.map(|row| {
+        sum_blocks(blocks, |b, acc| {
+            // SAFETY: block b of x exists, and block b of the row is inside
+            // it.
             unsafe {
                 let (xv, sx) = (x_block(x.q, b), *x.scale.add(b));
-                let p = rows[r].add(22 * b);
+                let p = row.add(22 * b);
                 _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES) as *const i8);
                 let s = _mm256_cvtepi32_ps(idot32_i8(q5_0_codes(p), xv));
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p) * sx), s, acc[r]);
+                _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(p), _mm256_set1_ps(sx)), s, acc)
             }
-        }
-    }
-    acc.map(|a| hsum(a))
+        })
+    })
 }
 
 /// Q4_K: 144-byte super-blocks of 256 (f16 `d` and `dmin`, twelve bytes of
@@ -131,55 +129,63 @@ unsafe fn q5_0(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
 /// Every row must hold `blocks` super-blocks and `x` `8 * blocks` blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_k(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
+    // SAFETY: each row holds `blocks` super-blocks and x their blocks.
+    rows.map(|p| unsafe { q4_k_row(p, x, blocks) })
+}
+
+/// One row of [`q4_k`].
+///
+/// # Safety
+/// As for [`q4_k`], for the one row at `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_row(p: *const u8, x: Act, blocks: usize) -> f32 {
     let low4 = _mm256_set1_epi8(0x0F);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut offset = [0f32; 4];
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut mins = _mm256_setzero_ps();
     for b in 0..blocks {
         let first = 8 * b;
-        // SAFETY: blocks first..first + 8 of x exist.
-        let (xs, xsum) = unsafe {
+        // SAFETY: super-block b of the row is inside it, and blocks
+        // first..first + 8 of x exist.
+        let (p, xs, xsum) = unsafe {
+            let p = p.add(Q4_K_BYTES * b);
+            for line in 0..3 {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES + 64 * line) as *const i8);
+            }
             (
-                (x.scale.add(first) as *const [f32; 8]).read(),
-                (x.sum.add(first) as *const [f32; 8]).read(),
+                p,
+                _mm256_loadu_ps(x.scale.add(first)),
+                _mm256_loadu_ps(x.sum.add(first)),
             )
         };
-        for line in 0..3 {
-            prefetch_ahead(rows, Q4_K_BYTES * b + 64 * line);
-        }
-        for r in 0..4 {
-            // SAFETY: super-block b of row r is inside the row.
-            let p = unsafe { rows[r].add(Q4_K_BYTES * b) };
-            // SAFETY: the super-block's first 16 bytes are readable.
-            let (d, dmin, packed) = unsafe {
-                (
-                    f16_at(p),
-                    f16_at(p.add(2)),
-                    (p.add(4) as *const [u8; 12]).read_unaligned(),
-                )
-            };
-            let (sc, mn) = unpack_scales_mins(&packed);
-            let mut a = acc[r];
-            for c in 0..4 {
-                let (j0, j1) = (2 * c, 2 * c + 1);
-                // SAFETY: bytes 16 + 32c .. 48 + 32c of the super-block, and
-                // blocks first + j0, first + j1 of x.
-                unsafe {
-                    let q = _mm256_loadu_si256(p.add(16 + 32 * c) as *const __m256i);
-                    let lo = _mm256_and_si256(q, low4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
-                    let s_lo = _mm256_cvtepi32_ps(idot32_u8(lo, x_block(x.q, first + j0)));
-                    let s_hi = _mm256_cvtepi32_ps(idot32_u8(hi, x_block(x.q, first + j1)));
-                    a = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[j0] as f32 * xs[j0]), s_lo, a);
-                    a = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[j1] as f32 * xs[j1]), s_hi, a);
-                }
-            }
-            acc[r] = a;
-            for j in 0..8 {
-                offset[r] += dmin * mn[j] as f32 * xsum[j];
+        // SAFETY: the super-block's first 16 bytes are readable.
+        let (d, dmin, packed) = unsafe {
+            (
+                f16_splat(p),
+                f16_splat(p.add(2)),
+                (p.add(4) as *const [u8; 12]).read_unaligned(),
+            )
+        };
+        let (sc, mn) = unpack_scales_mins(&packed);
+        // Sub-block j's factor: d * sc[j] * (activation block j's scale).
+        let scales = _mm256_mul_ps(_mm256_mul_ps(d, u8x8_to_f32(sc)), xs);
+        mins = _mm256_fmadd_ps(_mm256_mul_ps(dmin, u8x8_to_f32(mn)), xsum, mins);
+        for c in 0..4 {
+            let (j0, j1) = (2 * c, 2 * c + 1);
+            // SAFETY: bytes 16 + 32c .. 48 + 32c of the super-block, and
+            // blocks first + j0, first + j1 of x.
+            unsafe {
+                let q = _mm256_loadu_si256(p.add(16 + 32 * c) as *const __m256i);
+                let lo = _mm256_and_si256(q, low4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
+                let s_lo = _mm256_cvtepi32_ps(idot32_u8(lo, x_block(x.q, first + j0)));
+                let s_hi = _mm256_cvtepi32_ps(idot32_u8(hi, x_block(x.q, first + j1)));
+                acc[0] = _mm256_fmadd_ps(lane(scales, j0), s_lo, acc[0]);
+                acc[1] = _mm256_fmadd_ps(lane(scales, j1), s_hi, acc[1]);
             }
         }
     }
-    core::array::from_fn(|r| hsum(acc[r]) - offset[r])
+    hsum(_mm256_add_ps(acc[0], acc[1])) - hsum(mins)
 }
 
 /// Q6_K: 210-byte super-blocks of 256 (`ql[128]` low nibbles, `qh[64]`
@@ -190,56 +196,66 @@ unsafe fn q4_k(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
 /// As for [`q4_k`], with 210-byte super-blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6_k(rows: [*const u8; 4], x: Act, blocks: usize) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
+    // SAFETY: each row holds `blocks` super-blocks and x their blocks.
+    rows.map(|p| unsafe { q6_k_row(p, x, blocks) })
+}
+
+/// One row of [`q6_k`].
+///
+/// # Safety
+/// As for [`q6_k`], for the one row at `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k_row(p: *const u8, x: Act, blocks: usize) -> f32 {
+    // Scale groups are 16 elements, activation blocks 32: group g uses
+    // activation block g / 2 of its half.
+    let pairs = [
+        _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3),
+        _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7),
+    ];
+    let mut acc = [_mm256_setzero_ps(); 2];
     for b in 0..blocks {
         let first = 8 * b;
-        // SAFETY: blocks first..first + 8 of x exist.
-        let xs = unsafe { (x.scale.add(first) as *const [f32; 8]).read() };
-        for line in 0..4 {
-            prefetch_ahead(rows, Q6_K_BYTES * b + 64 * line);
-        }
-        for r in 0..4 {
-            // SAFETY: super-block b of row r is inside the row.
-            let p = unsafe { rows[r].add(Q6_K_BYTES * b) };
-            // SAFETY: bytes 192..210 of the super-block are readable.
-            let (d, scales) = unsafe {
-                (
-                    f16_at(p.add(208)),
-                    (p.add(192) as *const [i8; 16]).read_unaligned(),
-                )
-            };
-            let mut a = acc[r];
-            for h in 0..2 {
-                // SAFETY: the super-block is inside the row; h < 2.
-                let codes = unsafe { q6_k_codes(p, h) };
-                for (k, q) in codes.into_iter().enumerate() {
-                    let s = 8 * h + 2 * k;
-                    let blk = 4 * h + k;
-                    // SAFETY: block first + blk of x exists.
-                    let xv = unsafe { x_block(x.q, first + blk) };
-                    let i0 =
-                        _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)), xv[0]);
-                    let i1 = _mm256_madd_epi16(
-                        _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(q)),
-                        xv[1],
-                    );
-                    let dx = d * xs[blk];
-                    a = _mm256_fmadd_ps(
-                        _mm256_set1_ps(dx * scales[s] as f32),
-                        _mm256_cvtepi32_ps(i0),
-                        a,
-                    );
-                    a = _mm256_fmadd_ps(
-                        _mm256_set1_ps(dx * scales[s + 1] as f32),
-                        _mm256_cvtepi32_ps(i1),
-                        a,
-                    );
-                }
+        // SAFETY: super-block b of the row is inside it, and blocks
+        // first..first + 8 of x exist.
+        let (p, xs) = unsafe {
+            let p = p.add(Q6_K_BYTES * b);
+            for line in 0..4 {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES + 64 * line) as *const i8);
             }
-            acc[r] = a;
+            (p, _mm256_loadu_ps(x.scale.add(first)))
+        };
+        // SAFETY: bytes 192..210 of the super-block are readable.
+        let (d, group_scales) = unsafe {
+            (
+                f16_splat(p.add(208)),
+                [p.add(192), p.add(200)].map(|s| {
+                    let v = _mm_loadl_epi64(s as *const __m128i);
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
+                }),
+            )
+        };
+        for h in 0..2 {
+            let sc = _mm256_mul_ps(
+                _mm256_mul_ps(d, group_scales[h]),
+                _mm256_permutevar8x32_ps(xs, pairs[h]),
+            );
+            // SAFETY: the super-block is inside the row; h < 2.
+            let codes = unsafe { q6_k_codes(p, h) };
+            for (k, q) in codes.into_iter().enumerate() {
+                // SAFETY: block first + 4h + k of x exists.
+                let xv = unsafe { x_block(x.q, first + 4 * h + k) };
+                let i0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)), xv[0]);
+                let i1 = _mm256_madd_epi16(
+                    _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(q)),
+                    xv[1],
+                );
+                acc[0] = _mm256_fmadd_ps(lane(sc, 2 * k), _mm256_cvtepi32_ps(i0), acc[0]);
+                acc[1] = _mm256_fmadd_ps(lane(sc, 2 * k + 1), _mm256_cvtepi32_ps(i1), acc[1]);
+            }
         }
     }
-    acc.map(|a| hsum(a))
+    hsum(_mm256_add_ps(acc[0], acc[1]))
 }
 
 /// Raw pointers to fixed-point activations, valid for the kernel's blocks.
@@ -325,16 +341,22 @@ mod tests {
             std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
             return;
         }
-        let cols = 512;
-        for ty in [
-            WeightType::Q8_0,
-            WeightType::Q5_0,
-            WeightType::Q4K,
-            WeightType::Q6K,
-        ] {
+        // Column counts with odd and even numbers of blocks, and for the
+        // K-quants one past a run of 16 super-blocks.
+        let shapes = [
+            (WeightType::Q8_0, 32),
+            (WeightType::Q8_0, 544),
+            (WeightType::Q5_0, 32),
+            (WeightType::Q5_0, 544),
+            (WeightType::Q4K, 768),
+            (WeightType::Q4K, 17 * 256),
+            (WeightType::Q6K, 768),
+            (WeightType::Q6K, 17 * 256),
+        ];
+        for (ty, cols) in shapes {
             let k = kernel_for(ty).unwrap();
             let row_bytes = ty.row_bytes(cols).unwrap();
-            let bytes = quant_rows(ty, 4, cols, 0x5151_2323 ^ ty as u32);
+            let bytes = quant_rows(ty, 4, cols, 0x5151_2323 ^ ty as u32 ^ cols as u32);
             // Blocks of very different magnitude, as real activations have.
             let x: std::vec::Vec<f32> = (0..cols)
                 .map(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0 * (1 + (i / 32) % 5 * 40) as f32)
