@@ -1,11 +1,13 @@
 //! Scaled dot-product attention over the KV cache.
 //!
 //! Softmax is computed in one streaming pass (running maximum and sum), so
-//! no score buffer proportional to the context is needed. A batch (prefill)
-//! runs one task per (query, four query heads of one KV head): every key
-//! and value row is loaded once for the four heads that share it. A single
-//! query, or a batch too small to keep the threads busy that way, runs one
-//! task per (query, head).
+//! no score buffer proportional to the context is needed. Where four query
+//! heads share a KV head, one task serves the four (every key and value
+//! row is loaded once for them): a batch (prefill) runs a task per (query,
+//! four heads), and a single query (decode) too few such tasks to keep the
+//! threads busy also splits its keys into ranges, one task each, whose
+//! partial softmaxes are merged afterwards (split-K, as flash-decoding
+//! does). Other head groupings run one task per (query, head).
 
 use super::config::ModelConfig;
 use super::kv_cache::KvCache;
@@ -14,6 +16,16 @@ use crate::kernels::ops::{axpy, axpy4, dot, dot4, dot4x3, exp_nonpositive, softc
 
 /// Keys scored together before their softmax weights are applied.
 const KEY_BLOCK: usize = 32;
+
+/// The most key ranges (times four-head groups) a single query is split
+/// into, and the largest head size the split path serves: the partial
+/// results live on the stack, `MAX_PARTS * 4 * MAX_SPLIT_HEAD_DIM` floats
+/// (32 KiB).
+const MAX_PARTS: usize = 8;
+const MAX_SPLIT_HEAD_DIM: usize = 256;
+
+/// Keys below which a range is not split further.
+const MIN_KEYS_PER_PART: usize = 64;
 use crate::kernels::SharedOut;
 
 /// Which keys a query may see.
@@ -63,9 +75,19 @@ pub fn attend(
 ) {
     let (nh, hd) = (cfg.n_heads, cfg.head_dim);
     let group = nh / cfg.n_kv_heads;
+    let threads = exec.threads();
+    if group.is_multiple_of(4)
+        && n == 1
+        && nh / 4 < 2 * threads
+        && threads > 1
+        && hd <= MAX_SPLIT_HEAD_DIM
+        && attend_split(exec, cfg, layer, cache, q, mask.keys(start), out)
+    {
+        return;
+    }
     let shared = SharedOut::new(out);
     let cap = cfg.attn_softcap;
-    if n > 1 && group.is_multiple_of(4) && n * nh / 4 >= 2 * exec.threads() {
+    if group.is_multiple_of(4) {
         exec.run(n * nh / 4, &|task| {
             let (b, h0) = (task / (nh / 4), task % (nh / 4) * 4);
             let heads = QueryHeads {
@@ -76,8 +98,12 @@ pub fn attend(
                 kv_head: h0 / group,
             };
             // SAFETY: each task writes only its own four (b, h) head vectors.
-            let acc = core::array::from_fn(|k| unsafe { shared.slice((b * nh + h0 + k) * hd, hd) });
-            attend4(cfg, layer, cache, heads, mask.keys(start + b), acc);
+            let mut acc =
+                core::array::from_fn(|k| unsafe { shared.slice((b * nh + h0 + k) * hd, hd) });
+            let (_, sum) = attend4(cfg, layer, cache, &heads, mask.keys(start + b), &mut acc);
+            for (a, s) in acc.iter_mut().zip(sum) {
+                normalize(a, s);
+            }
         });
         return;
     }
@@ -122,11 +148,100 @@ pub fn attend(
             }
             first = last + 1;
         }
-        if sum > 0.0 {
-            let inv = 1.0 / sum;
-            acc.iter_mut().for_each(|a| *a *= inv);
-        }
+        normalize(acc, sum);
     });
+}
+
+/// Divides an accumulated value vector by its softmax sum (an empty key
+/// range leaves zeros).
+fn normalize(acc: &mut [f32], sum: f32) {
+    if sum > 0.0 {
+        let inv = 1.0 / sum;
+        acc.iter_mut().for_each(|a| *a *= inv);
+    }
+}
+
+/// One query (decode) whose groups of four heads are too few for the
+/// threads: each group's keys `lo..=hi` are cut into ranges, every (group,
+/// range) pair is a task that leaves an unnormalized partial result with
+/// its running maxima and sums, and the partials are merged here, each
+/// rescaled to the largest maximum. Returns false, having done nothing,
+/// where splitting does not pay (too many groups, too few keys).
+fn attend_split(
+    exec: &dyn Executor,
+    cfg: &ModelConfig,
+    layer: usize,
+    cache: &KvCache,
+    q: &[f32],
+    (lo, hi): (usize, usize),
+    out: &mut [f32],
+) -> bool {
+    let (nh, hd) = (cfg.n_heads, cfg.head_dim);
+    let groups = nh / 4;
+    let keys = (hi + 1).saturating_sub(lo);
+    let ranges = (2 * exec.threads())
+        .div_ceil(groups)
+        .min(MAX_PARTS / groups.max(1))
+        .min(keys / MIN_KEYS_PER_PART)
+        .max(1);
+    let per_range = keys.div_ceil(ranges).next_multiple_of(KEY_BLOCK);
+    if ranges == 1 {
+        // Too many groups to split, or too few keys to be worth it.
+        return false;
+    }
+    let parts = groups * ranges;
+    let mut partial = [0f32; MAX_PARTS * 4 * MAX_SPLIT_HEAD_DIM];
+    // Part t's four maxima, then its four sums.
+    let mut stats = [0f32; MAX_PARTS * 8];
+    {
+        let shared_partial = SharedOut::new(&mut partial[..parts * 4 * hd]);
+        let shared_stats = SharedOut::new(&mut stats[..parts * 8]);
+        exec.run(parts, &|t| {
+            let (g, r) = (t / ranges, t % ranges);
+            let first = lo + r * per_range;
+            let last = (first + per_range - 1).min(hi);
+            let heads = QueryHeads {
+                q: core::array::from_fn(|k| &q[(4 * g + k) * hd..][..hd]),
+                kv_head: 4 * g / (nh / cfg.n_kv_heads),
+            };
+            // SAFETY: task t alone writes part t's four vectors and stats.
+            let mut acc =
+                core::array::from_fn(|k| unsafe { shared_partial.slice((4 * t + k) * hd, hd) });
+            let (max, sum) = if first <= last {
+                attend4(cfg, layer, cache, &heads, (first, last), &mut acc)
+            } else {
+                acc.iter_mut().for_each(|a| a.fill(0.0));
+                ([f32::NEG_INFINITY; 4], [0f32; 4])
+            };
+            // SAFETY: as above.
+            let st = unsafe { shared_stats.slice(8 * t, 8) };
+            st[..4].copy_from_slice(&max);
+            st[4..].copy_from_slice(&sum);
+        });
+    }
+    for g in 0..groups {
+        for k in 0..4 {
+            let head = 4 * g + k;
+            let max = (0..ranges)
+                .map(|r| stats[8 * (g * ranges + r) + k])
+                .fold(f32::NEG_INFINITY, f32::max);
+            let dst = &mut out[head * hd..(head + 1) * hd];
+            dst.fill(0.0);
+            let mut total = 0f32;
+            for r in 0..ranges {
+                let t = g * ranges + r;
+                let (m, s) = (stats[8 * t + k], stats[8 * t + 4 + k]);
+                if s <= 0.0 {
+                    continue;
+                }
+                let w = exp_nonpositive(m - max);
+                total += w * s;
+                axpy(dst, w, &partial[(4 * t + k) * hd..][..hd]);
+            }
+            normalize(dst, total);
+        }
+    }
+    true
 }
 
 /// Four query heads that read the same KV head.
@@ -138,14 +253,16 @@ struct QueryHeads<'q> {
 /// Attention of four query heads over the keys `lo..=hi` of their shared KV
 /// head, into `acc` (one head vector each): the per-head streaming softmax
 /// of [`attend`], with each key and value row loaded once for all four.
+/// Leaves `acc` unnormalized and returns each head's maximum score and sum
+/// of exponentials (relative to that maximum).
 fn attend4(
     cfg: &ModelConfig,
     layer: usize,
     cache: &KvCache,
-    heads: QueryHeads,
+    heads: &QueryHeads,
     (lo, hi): (usize, usize),
-    mut acc: [&mut [f32]; 4],
-) {
+    acc: &mut [&mut [f32]; 4],
+) -> ([f32; 4], [f32; 4]) {
     let hd = cfg.head_dim;
     let cap = cfg.attn_softcap;
     let span = heads.kv_head * hd..(heads.kv_head + 1) * hd;
@@ -196,16 +313,11 @@ fn attend4(
                 sum[h] += s[h];
             }
         }
-        let [a0, a1, a2, a3] = &mut acc;
+        let [a0, a1, a2, a3] = acc;
         axpy4([a0, a1, a2, a3], scores, &values[..len]);
         first = last + 1;
     }
-    for h in 0..4 {
-        if sum[h] > 0.0 {
-            let inv = 1.0 / sum[h];
-            acc[h].iter_mut().for_each(|a| *a *= inv);
-        }
-    }
+    (max, sum)
 }
 
 #[cfg(test)]
@@ -295,7 +407,7 @@ mod tests {
                 }
             }
         }
-        // One query takes the per-head path; it must agree too.
+        // One query alone (the decode path) must agree too.
         let mask = Mask {
             window: 0,
             prefix_end: 0,
@@ -309,6 +421,139 @@ mod tests {
         for (g, o) in grouped[b * qd..].iter().zip(&one) {
             assert!((g - o).abs() <= 1e-5 * o.abs().max(1.0), "{g} vs {o}");
         }
+    }
+
+    /// Runs tasks in order on the calling thread but claims `self.0` threads, so
+    /// that the split paths meant for several threads are taken.
+    struct ClaimsThreads(usize);
+
+    impl Executor for ClaimsThreads {
+        fn threads(&self) -> usize {
+            self.0
+        }
+
+        fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+            (0..n_tasks).for_each(task);
+        }
+    }
+
+    /// A single query (decode) over a long context, with its keys split
+    /// across 2, 4 and 16 claimed threads, against an f64 softmax: a soft-cap,
+    /// windows that start mid-range, and ranges that come out empty.
+    #[test]
+    fn split_keys_of_one_query_match_the_reference() {
+        use crate::model::config::Family;
+        let mut cfg = ModelConfig {
+            family: Family::Gemma3,
+            n_layers: 1,
+            d_model: 64,
+            d_ff: 64,
+            n_heads: 8,
+            n_kv_heads: 2,
+            head_dim: 40,
+            vocab_size: 16,
+            context_length: 512,
+            rms_eps: 1e-6,
+            sliding_window: 0,
+            sliding_window_pattern: 0,
+            rope_base_global: 10_000.0,
+            rope_base_local: 10_000.0,
+            rope_scale_global: 1.0,
+            attn_softcap: 5.0,
+            final_softcap: 0.0,
+            query_scale: 0.2,
+            embed_scale: 8.0,
+            qk_norm: false,
+            post_norms: true,
+            norm_gain_plus_one: false,
+        };
+        let n = 300;
+        let mut buf = std::vec![0f32; KvCache::required_len(&cfg, n, 1).unwrap()];
+        let mut cache = KvCache::new(&cfg, n, 1, &mut buf).unwrap();
+        let noise = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 300.0;
+        let kv = cfg.kv_dim();
+        for pos in 0..n {
+            let k: std::vec::Vec<f32> = (0..kv).map(|i| noise(pos * kv + i)).collect();
+            let v: std::vec::Vec<f32> = (0..kv).map(|i| noise(pos * kv + i + 99_991)).collect();
+            cache.store(0, pos, &k, &v);
+        }
+        let qd = cfg.n_heads * cfg.head_dim;
+        let q: std::vec::Vec<f32> = (0..qd).map(|i| noise(i + 12_345)).collect();
+        for (cap, window, query) in [
+            (5.0, 0, n - 1),
+            (0.0, 0, n - 1),
+            (0.0, 150, n - 1),
+            (5.0, 0, 140),
+            (0.0, 130, 299),
+        ] {
+            cfg.attn_softcap = cap;
+            let mask = Mask {
+                window,
+                prefix_end: 0,
+                written_end: n,
+            };
+            let (lo, hi) = mask.keys(query);
+            for threads in [2, 4, 16] {
+                let mut got = std::vec![0f32; qd];
+                attend(
+                    &ClaimsThreads(threads),
+                    &cfg,
+                    0,
+                    &cache,
+                    &q,
+                    query,
+                    1,
+                    mask,
+                    &mut got,
+                );
+                for h in 0..cfg.n_heads {
+                    let want = reference(&cache, &q[h * 40..][..40], h / 4, (lo, hi), cap as f64);
+                    for (i, w) in want.iter().enumerate() {
+                        let g = got[h * 40 + i] as f64;
+                        assert!(
+                            (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                            "cap {cap} window {window} query {query} threads {threads} \
+                             head {h} element {i}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Softmax attention of one head in f64: keys `lo..=hi` of KV head
+    /// `kvh`, head size 40, scores soft-capped at `cap` (0: not capped).
+    fn reference(
+        cache: &KvCache,
+        qh: &[f32],
+        kvh: usize,
+        (lo, hi): (usize, usize),
+        cap: f64,
+    ) -> std::vec::Vec<f64> {
+        let span = kvh * 40..(kvh + 1) * 40;
+        let scores: std::vec::Vec<f64> = (lo..=hi)
+            .map(|p| {
+                let k = &cache.key(0, p)[span.clone()];
+                let d: f64 = qh.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64).sum();
+                if cap > 0.0 {
+                    cap * libm::tanh(d / cap)
+                } else {
+                    d
+                }
+            })
+            .collect();
+        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = scores.iter().map(|s| libm::exp(s - max)).sum();
+        (0..40)
+            .map(|i| {
+                (lo..=hi)
+                    .zip(&scores)
+                    .map(|(p, s)| {
+                        libm::exp(s - max) / total * cache.value(0, p)[span.start + i] as f64
+                    })
+                    .sum()
+            })
+            .collect()
     }
 
     #[test]
