@@ -33,10 +33,13 @@ pub(super) fn hsum(v: __m256) -> f32 {
 /// The horizontal sum of `term(b)` over `b < blocks`, accumulated in two
 /// registers (even and odd blocks) so that consecutive blocks' FMAs do not
 /// wait on each other; `term(b, acc)` returns `acc` plus block b's part.
+/// Only for the AVX2 kernels of this module and `rows_x86_fixed16`, into
+/// which it is inlined (a `#[target_feature]` function cannot be
+/// `inline(always)`).
 #[inline(always)]
 pub(super) fn sum_blocks(blocks: usize, mut term: impl FnMut(usize, __m256) -> __m256) -> f32 {
-    // SAFETY: none needed; the closure holds the unsafe reads. The zeroed
-    // registers need AVX, which every caller's target features enable.
+    // SAFETY: AVX is enabled: every caller is an AVX2 kernel that checked
+    // the CPU, and this body is inlined into it.
     let (mut even, mut odd) = unsafe { (_mm256_setzero_ps(), _mm256_setzero_ps()) };
     let mut b = 0;
     while b + 1 < blocks {
@@ -320,9 +323,9 @@ unsafe fn subblock_sums(x: *const f32) -> __m256 {
             _mm256_add_ps(_mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))),
         )
     });
-    // Pairwise horizontal adds fold eight vectors into one of their sums;
-    // lanes come out as (0 1 2 3 | 4 5 6 7) per 128-bit half, which the
-    // final cross-half add and blend put in order.
+    // Pairwise horizontal adds fold eight vectors into two of partial
+    // sums, one per 128-bit half of the inputs; two cross-half permutes and
+    // an add put the eight totals in order.
     let h01 = _mm256_hadd_ps(v[0], v[1]);
     let h23 = _mm256_hadd_ps(v[2], v[3]);
     let h45 = _mm256_hadd_ps(v[4], v[5]);
