@@ -33,6 +33,21 @@ pub(crate) mod test_data {
         }
     }
 
+    /// Formats and column counts the decode kernels are tested on: odd and
+    /// even numbers of blocks, and for the K-quants one super-block past a
+    /// run of 16 (`rows_x86::q4_k` takes sums of `x` 16 super-blocks at a
+    /// time).
+    pub const DECODE_SHAPES: [(WeightType, usize); 8] = [
+        (WeightType::Q8_0, 32),
+        (WeightType::Q8_0, 544),
+        (WeightType::Q5_0, 32),
+        (WeightType::Q5_0, 544),
+        (WeightType::Q4K, 768),
+        (WeightType::Q4K, 17 * 256),
+        (WeightType::Q6K, 768),
+        (WeightType::Q6K, 17 * 256),
+    ];
+
     /// `rows` rows of `cols` weights of `ty`: random codes, every block
     /// scale (and Q4_K's `dmin`) 0.0123.
     pub fn quant_rows(ty: WeightType, rows: usize, cols: usize, seed: u32) -> std::vec::Vec<u8> {

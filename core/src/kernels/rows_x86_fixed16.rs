@@ -331,7 +331,7 @@ mod tests {
     use crate::kernels::fixed16::quantize;
     use crate::quant;
 
-    use crate::kernels::test_data::quant_rows;
+    use crate::kernels::test_data::{quant_rows, DECODE_SHAPES};
 
     /// Random codes with sane scales, against decode-then-dot in f64 with
     /// the unquantized activations: the gap is the activations' rounding.
@@ -341,19 +341,7 @@ mod tests {
             std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
             return;
         }
-        // Column counts with odd and even numbers of blocks, and for the
-        // K-quants one past a run of 16 super-blocks.
-        let shapes = [
-            (WeightType::Q8_0, 32),
-            (WeightType::Q8_0, 544),
-            (WeightType::Q5_0, 32),
-            (WeightType::Q5_0, 544),
-            (WeightType::Q4K, 768),
-            (WeightType::Q4K, 17 * 256),
-            (WeightType::Q6K, 768),
-            (WeightType::Q6K, 17 * 256),
-        ];
-        for (ty, cols) in shapes {
+        for (ty, cols) in DECODE_SHAPES {
             let k = kernel_for(ty).unwrap();
             let row_bytes = ty.row_bytes(cols).unwrap();
             let bytes = quant_rows(ty, 4, cols, 0x5151_2323 ^ ty as u32 ^ cols as u32);

@@ -323,16 +323,13 @@ fn attend4(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::config::Family;
 
-    /// The grouped batch path (four heads per task) against the per-head
-    /// path, query by query: eight heads over two KV heads, a head size
-    /// with a SIMD tail, a soft-cap, a window and a bidirectional prefix.
-    #[test]
-    fn grouped_heads_match_one_head_per_task() {
-        use crate::exec::Serial;
-        use crate::model::config::Family;
-        let cfg = ModelConfig {
-            family: Family::Gemma2,
+    /// Eight query heads over two KV heads (four per group), a head size of
+    /// 40 (a SIMD tail) and a soft-cap of 5.
+    fn eight_heads(family: Family, context_length: usize, sliding_window: usize) -> ModelConfig {
+        ModelConfig {
+            family,
             n_layers: 1,
             d_model: 64,
             d_ff: 64,
@@ -340,9 +337,9 @@ mod tests {
             n_kv_heads: 2,
             head_dim: 40,
             vocab_size: 16,
-            context_length: 128,
+            context_length,
             rms_eps: 1e-6,
-            sliding_window: 37,
+            sliding_window,
             sliding_window_pattern: 0,
             rope_base_global: 10_000.0,
             rope_base_local: 10_000.0,
@@ -354,170 +351,21 @@ mod tests {
             qk_norm: false,
             post_norms: true,
             norm_gain_plus_one: false,
-        };
-        let n = 70;
-        let mut buf = std::vec![0f32; KvCache::required_len(&cfg, 80, n).unwrap()];
-        let mut cache = KvCache::new(&cfg, 80, n, &mut buf).unwrap();
-        let noise = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 300.0;
+        }
+    }
+
+    /// Deterministic values in about (-1.7, 1.7).
+    fn noise(i: usize) -> f32 {
+        ((i * 7919 % 1009) as f32 - 504.0) / 300.0
+    }
+
+    /// Stores noise keys and values at positions `0..n` of layer 0.
+    fn fill(cfg: &ModelConfig, cache: &mut KvCache, n: usize) {
         let kv = cfg.kv_dim();
         for pos in 0..n {
             let k: std::vec::Vec<f32> = (0..kv).map(|i| noise(pos * kv + i)).collect();
             let v: std::vec::Vec<f32> = (0..kv).map(|i| noise(pos * kv + i + 99_991)).collect();
             cache.store(0, pos, &k, &v);
-        }
-        let qd = cfg.n_heads * cfg.head_dim;
-        let q: std::vec::Vec<f32> = (0..n * qd).map(|i| noise(i + 12_345)).collect();
-        for window in [0, 37] {
-            let mask = Mask {
-                window,
-                prefix_end: 5,
-                written_end: n,
-            };
-            let mut grouped = std::vec![0f32; n * qd];
-            attend(&Serial, &cfg, 0, &cache, &q, 0, n, mask, &mut grouped);
-            for b in 0..n {
-                let (lo, hi) = mask.keys(b);
-                for h in 0..cfg.n_heads {
-                    let kvh = h / 4;
-                    let qh = &q[(b * cfg.n_heads + h) * 40..][..40];
-                    let span = kvh * 40..(kvh + 1) * 40;
-                    let scores: std::vec::Vec<f64> = (lo..=hi)
-                        .map(|p| {
-                            let k = &cache.key(0, p)[span.clone()];
-                            let d: f64 = qh.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64).sum();
-                            5.0 * libm::tanh(d / 5.0)
-                        })
-                        .collect();
-                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let total: f64 = scores.iter().map(|s| libm::exp(s - max)).sum();
-                    for i in 0..40 {
-                        let want: f64 = (lo..=hi)
-                            .zip(&scores)
-                            .map(|(p, s)| {
-                                libm::exp(s - max) / total
-                                    * cache.value(0, p)[span.start + i] as f64
-                            })
-                            .sum();
-                        let got = grouped[(b * cfg.n_heads + h) * 40 + i] as f64;
-                        assert!(
-                            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                            "window {window} query {b} head {h} element {i}: {got} vs {want}"
-                        );
-                    }
-                }
-            }
-        }
-        // One query alone (the decode path) must agree too.
-        let mask = Mask {
-            window: 0,
-            prefix_end: 0,
-            written_end: n,
-        };
-        let mut grouped = std::vec![0f32; n * qd];
-        attend(&Serial, &cfg, 0, &cache, &q, 0, n, mask, &mut grouped);
-        let b = n - 1;
-        let mut one = std::vec![0f32; qd];
-        attend(&Serial, &cfg, 0, &cache, &q[b * qd..], b, 1, mask, &mut one);
-        for (g, o) in grouped[b * qd..].iter().zip(&one) {
-            assert!((g - o).abs() <= 1e-5 * o.abs().max(1.0), "{g} vs {o}");
-        }
-    }
-
-    /// Runs tasks in order on the calling thread but claims `self.0` threads, so
-    /// that the split paths meant for several threads are taken.
-    struct ClaimsThreads(usize);
-
-    impl Executor for ClaimsThreads {
-        fn threads(&self) -> usize {
-            self.0
-        }
-
-        fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
-            (0..n_tasks).for_each(task);
-        }
-    }
-
-    /// A single query (decode) over a long context, with its keys split
-    /// across 2, 4 and 16 claimed threads, against an f64 softmax: a soft-cap,
-    /// windows that start mid-range, and ranges that come out empty.
-    #[test]
-    fn split_keys_of_one_query_match_the_reference() {
-        use crate::model::config::Family;
-        let mut cfg = ModelConfig {
-            family: Family::Gemma3,
-            n_layers: 1,
-            d_model: 64,
-            d_ff: 64,
-            n_heads: 8,
-            n_kv_heads: 2,
-            head_dim: 40,
-            vocab_size: 16,
-            context_length: 512,
-            rms_eps: 1e-6,
-            sliding_window: 0,
-            sliding_window_pattern: 0,
-            rope_base_global: 10_000.0,
-            rope_base_local: 10_000.0,
-            rope_scale_global: 1.0,
-            attn_softcap: 5.0,
-            final_softcap: 0.0,
-            query_scale: 0.2,
-            embed_scale: 8.0,
-            qk_norm: false,
-            post_norms: true,
-            norm_gain_plus_one: false,
-        };
-        let n = 300;
-        let mut buf = std::vec![0f32; KvCache::required_len(&cfg, n, 1).unwrap()];
-        let mut cache = KvCache::new(&cfg, n, 1, &mut buf).unwrap();
-        let noise = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 300.0;
-        let kv = cfg.kv_dim();
-        for pos in 0..n {
-            let k: std::vec::Vec<f32> = (0..kv).map(|i| noise(pos * kv + i)).collect();
-            let v: std::vec::Vec<f32> = (0..kv).map(|i| noise(pos * kv + i + 99_991)).collect();
-            cache.store(0, pos, &k, &v);
-        }
-        let qd = cfg.n_heads * cfg.head_dim;
-        let q: std::vec::Vec<f32> = (0..qd).map(|i| noise(i + 12_345)).collect();
-        for (cap, window, query) in [
-            (5.0, 0, n - 1),
-            (0.0, 0, n - 1),
-            (0.0, 150, n - 1),
-            (5.0, 0, 140),
-            (0.0, 130, 299),
-        ] {
-            cfg.attn_softcap = cap;
-            let mask = Mask {
-                window,
-                prefix_end: 0,
-                written_end: n,
-            };
-            let (lo, hi) = mask.keys(query);
-            for threads in [2, 4, 16] {
-                let mut got = std::vec![0f32; qd];
-                attend(
-                    &ClaimsThreads(threads),
-                    &cfg,
-                    0,
-                    &cache,
-                    &q,
-                    query,
-                    1,
-                    mask,
-                    &mut got,
-                );
-                for h in 0..cfg.n_heads {
-                    let want = reference(&cache, &q[h * 40..][..40], h / 4, (lo, hi), cap as f64);
-                    for (i, w) in want.iter().enumerate() {
-                        let g = got[h * 40 + i] as f64;
-                        assert!(
-                            (g - w).abs() <= 1e-4 * w.abs().max(1.0),
-                            "cap {cap} window {window} query {query} threads {threads} \
-                             head {h} element {i}: {g} vs {w}"
-                        );
-                    }
-                }
-            }
         }
     }
 
@@ -554,6 +402,132 @@ mod tests {
                     .sum()
             })
             .collect()
+    }
+
+    /// The grouped batch path (four heads per task) against an f64
+    /// softmax, query by query, with a soft-cap, a window and a
+    /// bidirectional prefix.
+    #[test]
+    fn grouped_heads_match_the_reference() {
+        use crate::exec::Serial;
+        let cfg = eight_heads(Family::Gemma2, 128, 37);
+        let n = 70;
+        let mut buf = std::vec![0f32; KvCache::required_len(&cfg, 80, n).unwrap()];
+        let mut cache = KvCache::new(&cfg, 80, n, &mut buf).unwrap();
+        fill(&cfg, &mut cache, n);
+        let qd = cfg.n_heads * cfg.head_dim;
+        let q: std::vec::Vec<f32> = (0..n * qd).map(|i| noise(i + 12_345)).collect();
+        for window in [0, 37] {
+            let mask = Mask {
+                window,
+                prefix_end: 5,
+                written_end: n,
+            };
+            let mut grouped = std::vec![0f32; n * qd];
+            attend(&Serial, &cfg, 0, &cache, &q, 0, n, mask, &mut grouped);
+            for b in 0..n {
+                for h in 0..cfg.n_heads {
+                    let qh = &q[(b * cfg.n_heads + h) * 40..][..40];
+                    let want = reference(&cache, qh, h / 4, mask.keys(b), 5.0);
+                    for (i, w) in want.iter().enumerate() {
+                        let got = grouped[(b * cfg.n_heads + h) * 40 + i] as f64;
+                        assert!(
+                            (got - w).abs() <= 1e-4 * w.abs().max(1.0),
+                            "window {window} query {b} head {h} element {i}: {got} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+        // One query alone (the decode path) must agree too.
+        let mask = Mask {
+            window: 0,
+            prefix_end: 0,
+            written_end: n,
+        };
+        let mut grouped = std::vec![0f32; n * qd];
+        attend(&Serial, &cfg, 0, &cache, &q, 0, n, mask, &mut grouped);
+        let b = n - 1;
+        let mut one = std::vec![0f32; qd];
+        attend(&Serial, &cfg, 0, &cache, &q[b * qd..], b, 1, mask, &mut one);
+        for (g, o) in grouped[b * qd..].iter().zip(&one) {
+            assert!((g - o).abs() <= 1e-5 * o.abs().max(1.0), "{g} vs {o}");
+        }
+    }
+
+    /// Runs tasks in order on the calling thread but claims `self.0`
+    /// threads, so that the split paths meant for several threads are taken.
+    struct ClaimsThreads(usize);
+
+    impl Executor for ClaimsThreads {
+        fn threads(&self) -> usize {
+            self.0
+        }
+
+        fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+            (0..n_tasks).for_each(task);
+        }
+    }
+
+    /// A single query (decode) over a long context, with its keys split
+    /// across 2, 4 and 16 claimed threads, against an f64 softmax: with and
+    /// without a soft-cap, windows that start mid-range, and ranges that
+    /// come out empty.
+    #[test]
+    fn split_keys_of_one_query_match_the_reference() {
+        let mut cfg = eight_heads(Family::Gemma3, 512, 0);
+        let n = 300;
+        let mut buf = std::vec![0f32; KvCache::required_len(&cfg, n, 1).unwrap()];
+        let mut cache = KvCache::new(&cfg, n, 1, &mut buf).unwrap();
+        fill(&cfg, &mut cache, n);
+        let qd = cfg.n_heads * cfg.head_dim;
+        let q: std::vec::Vec<f32> = (0..qd).map(|i| noise(i + 12_345)).collect();
+        let cases = [
+            (5.0, 0, n - 1),
+            (0.0, 0, n - 1),
+            (0.0, 150, n - 1),
+            (5.0, 0, 140),
+            (0.0, 130, 299),
+        ];
+        for (cap, window, query) in cases {
+            cfg.attn_softcap = cap;
+            let mask = Mask {
+                window,
+                prefix_end: 0,
+                written_end: n,
+            };
+            for threads in [2, 4, 16] {
+                let mut got = std::vec![0f32; qd];
+                attend(
+                    &ClaimsThreads(threads),
+                    &cfg,
+                    0,
+                    &cache,
+                    &q,
+                    query,
+                    1,
+                    mask,
+                    &mut got,
+                );
+                for h in 0..cfg.n_heads {
+                    let want = reference(
+                        &cache,
+                        &q[h * 40..][..40],
+                        h / 4,
+                        mask.keys(query),
+                        cap as f64,
+                    );
+                    for (i, w) in want.iter().enumerate() {
+                        let g = got[h * 40 + i] as f64;
+                        assert!(
+                            (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                            "cap {cap} window {window} query {query} threads {threads} \
+                             head {h} element {i}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
