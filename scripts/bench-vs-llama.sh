@@ -4,6 +4,12 @@
 #
 #   scripts/bench-vs-llama.sh [MODEL.gguf] [RUNS]
 #
+# With GEMMA_CPP (a gemma.cpp `gemma` binary you built yourself; this
+# script never builds it) and GEMMA_CPP_WEIGHTS (an .sbs file, e.g. from
+# `gemma convert`), gemma.cpp joins the alternation and the table: its
+# prefill of the same token counts (a prompt text sized with gemma-rs's
+# tokenizer) and its decode of 64 tokens, from its own timing lines.
+#
 # llama.cpp's llama-bench is built once, from the source package of
 # llama-cpp-python (its sdist vendors llama.cpp), with GGML_NATIVE=ON and
 # AMX off, into ~/.cache/gemma-rs/llama.cpp-<version>/. Not part of CI.
@@ -37,8 +43,54 @@ gemma_run() { # threads precision
   "$gemma" bench --model "$model" --threads "$1" --precision "$2" --json
 }
 
+gcpp="${GEMMA_CPP:-}"
+gcpp_weights="${GEMMA_CPP_WEIGHTS:-}"
+if [ -n "$gcpp" ] && { [ ! -x "$gcpp" ] || [ ! -f "$gcpp_weights" ]; }; then
+  echo "GEMMA_CPP must be an executable and GEMMA_CPP_WEIGHTS an .sbs file" >&2
+  exit 2
+fi
+prompts="$(mktemp -d)"
+trap 'rm -rf "$prompts"' EXIT
+# A prompt text of at most N tokens by gemma-rs's tokenizer (whole words, no
+# BOS; gemma.cpp with --wrapping 0 counts the same), in $prompts/N.txt.
+make_prompt() {
+  python3 - "$gemma" "$1" "$prompts/$1.txt" <<'PY'
+import json, subprocess, sys
+gemma, want, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+words = ("The history of the city begins with a small settlement on the river, "
+         "where traders met to exchange salt, grain and cloth. Over the centuries "
+         "the town grew into a market centre, then a fortified city. ").split() * 64
+def count(n):
+    text = " ".join(words[:n])
+    ids = subprocess.run([gemma, "tokenize", "--text", text, "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    return len(json.loads(ids))
+lo, hi = 1, len(words)
+while lo < hi:  # the most words whose tokens fit in `want`
+    mid = (lo + hi + 1) // 2
+    lo, hi = (mid, hi) if count(mid) <= want else (lo, mid - 1)
+open(out, "w").write(" ".join(words[:lo]))
+PY
+}
+# gemma.cpp's prefill and decode tok/s for a prompt file, from its timing
+# lines ("Prefill: ... (X tokens / sec)", "Generate: ... (Y tokens / sec)").
+gcpp_run() { # threads prompt-file generated-tokens
+  "$gcpp" --weights "$gcpp_weights" --prompt_file "$2" --max_generated_tokens "$3" \
+    --temperature 0 --num_threads "$1" --verbosity 2 --wrapping 0 2>&1 |
+    python3 -c '
+import re, sys
+text = sys.stdin.read()
+rate = lambda what: re.search(what + r": .*?\(([0-9.]+) tokens / sec\)", text)
+pre, gen = rate("Prefill"), rate("Generate")
+print(pre.group(1) if pre else 0, gen.group(1) if gen else 0)'
+}
+if [ -n "$gcpp" ]; then
+  make_prompt 64
+  make_prompt 512
+fi
+
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "# gemma-rs vs llama.cpp ($(dirname "$(dirname "$(dirname "$bench_llama")")" | xargs basename))"
+echo "# gemma-rs vs llama.cpp ($(dirname "$(dirname "$(dirname "$bench_llama")")" | xargs basename))${gcpp:+ and gemma.cpp ($(basename "$gcpp_weights"))}"
 echo
 echo "CPU: $cpu, $(nproc) cores; model: $(basename "$model"); $runs alternating runs, best of each"
 echo
@@ -54,6 +106,13 @@ for threads in 1 2; do
       prev="${best[$key]:-0}"
       best[$key]="$(python3 -c "print(max($prev, $ts))")"
     done < <(llama_run "$threads")
+    if [ -n "$gcpp" ]; then
+      read -r pp _ < <(gcpp_run "$threads" "$prompts/64.txt" 1)
+      best[gcpp_pp64]="$(python3 -c "print(max(${best[gcpp_pp64]:-0}, $pp))")"
+      read -r pp tg < <(gcpp_run "$threads" "$prompts/512.txt" 64)
+      best[gcpp_pp512]="$(python3 -c "print(max(${best[gcpp_pp512]:-0}, $pp))")"
+      best[gcpp_tg64]="$(python3 -c "print(max(${best[gcpp_tg64]:-0}, $tg))")"
+    fi
     for precision in exact fast; do
       json="$(gemma_run "$threads" "$precision")"
       for k in prefill_64_tok_s prefill_tok_s decode_tok_s; do
@@ -65,6 +124,10 @@ for threads in 1 2; do
     done
   done
   best[llama_rss]="$(peak_rss "$bench_llama" -m "$model" -t "$threads" -p 512 -n 64 -r 1)"
+  if [ -n "$gcpp" ]; then
+    best[gcpp_rss]="$(peak_rss "$gcpp" --weights "$gcpp_weights" --prompt_file "$prompts/512.txt" \
+      --max_generated_tokens 64 --temperature 0 --num_threads "$threads" --wrapping 0)"
+  fi
   echo "## $threads thread(s)"
   echo
   echo "| test | llama.cpp | gemma-rs exact | ratio | gemma-rs fast | ratio |"
@@ -81,5 +144,16 @@ for threads in 1 2; do
     "$(mb "${best[llama_rss]}")" "$(mb "${best[exact_rss]}")" "$(ratio "${best[exact_rss]}" "${best[llama_rss]}")" \
     "$(mb "${best[fast_rss]}")" "$(ratio "${best[fast_rss]}" "${best[llama_rss]}")"
   echo
+  if [ -n "$gcpp" ]; then
+    echo "| test | gemma.cpp | gemma-rs exact | ratio | gemma-rs fast | ratio |"
+    echo "|---|---|---|---|---|---|"
+    row "prefill 64 (tok/s)" "${best[gcpp_pp64]}" "${best[exact_prefill_64_tok_s]}" "${best[fast_prefill_64_tok_s]}"
+    row "prefill 512 (tok/s)" "${best[gcpp_pp512]}" "${best[exact_prefill_tok_s]}" "${best[fast_prefill_tok_s]}"
+    row "decode 64 (tok/s)" "${best[gcpp_tg64]}" "${best[exact_decode_tok_s]}" "${best[fast_decode_tok_s]}"
+    printf '| peak RSS (MB) | %.0f | %.0f | %.2f | %.0f | %.2f |\n' \
+      "$(mb "${best[gcpp_rss]}")" "$(mb "${best[exact_rss]}")" "$(ratio "${best[exact_rss]}" "${best[gcpp_rss]}")" \
+      "$(mb "${best[fast_rss]}")" "$(ratio "${best[fast_rss]}" "${best[gcpp_rss]}")"
+    echo
+  fi
   unset best
 done
