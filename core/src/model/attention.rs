@@ -75,12 +75,8 @@ pub fn attend(
 ) {
     let (nh, hd) = (cfg.n_heads, cfg.head_dim);
     let group = nh / cfg.n_kv_heads;
-    let threads = exec.threads();
     if group.is_multiple_of(4)
         && n == 1
-        && nh / 4 < 2 * threads
-        && threads > 1
-        && hd <= MAX_SPLIT_HEAD_DIM
         && attend_split(exec, cfg, layer, cache, q, mask.keys(start), out)
     {
         return;
@@ -89,17 +85,10 @@ pub fn attend(
     let cap = cfg.attn_softcap;
     if group.is_multiple_of(4) {
         exec.run(n * nh / 4, &|task| {
-            let (b, h0) = (task / (nh / 4), task % (nh / 4) * 4);
-            let heads = QueryHeads {
-                q: core::array::from_fn(|k| {
-                    let i = b * nh + h0 + k;
-                    &q[i * hd..(i + 1) * hd]
-                }),
-                kv_head: h0 / group,
-            };
+            let (b, first) = (task / (nh / 4), 4 * task);
+            let heads = QueryHeads::at(cfg, q, first);
             // SAFETY: each task writes only its own four (b, h) head vectors.
-            let mut acc =
-                core::array::from_fn(|k| unsafe { shared.slice((b * nh + h0 + k) * hd, hd) });
+            let mut acc = core::array::from_fn(|k| unsafe { shared.slice((first + k) * hd, hd) });
             let (_, sum) = attend4(cfg, layer, cache, &heads, mask.keys(start + b), &mut acc);
             for (a, s) in acc.iter_mut().zip(sum) {
                 normalize(a, s);
@@ -166,7 +155,8 @@ fn normalize(acc: &mut [f32], sum: f32) {
 /// range) pair is a task that leaves an unnormalized partial result with
 /// its running maxima and sums, and the partials are merged here, each
 /// rescaled to the largest maximum. Returns false, having done nothing,
-/// where splitting does not pay (too many groups, too few keys).
+/// where splitting does not pay (one thread, enough groups for the threads,
+/// too few keys) or the partials would not fit (head size).
 fn attend_split(
     exec: &dyn Executor,
     cfg: &ModelConfig,
@@ -177,18 +167,17 @@ fn attend_split(
     out: &mut [f32],
 ) -> bool {
     let (nh, hd) = (cfg.n_heads, cfg.head_dim);
-    let groups = nh / 4;
+    let (groups, threads) = (nh / 4, exec.threads());
     let keys = (hi + 1).saturating_sub(lo);
-    let ranges = (2 * exec.threads())
+    let ranges = (2 * threads)
         .div_ceil(groups)
         .min(MAX_PARTS / groups.max(1))
         .min(keys / MIN_KEYS_PER_PART)
         .max(1);
-    let per_range = keys.div_ceil(ranges).next_multiple_of(KEY_BLOCK);
-    if ranges == 1 {
-        // Too many groups to split, or too few keys to be worth it.
+    if ranges == 1 || threads < 2 || hd > MAX_SPLIT_HEAD_DIM {
         return false;
     }
+    let per_range = keys.div_ceil(ranges).next_multiple_of(KEY_BLOCK);
     let parts = groups * ranges;
     let mut partial = [0f32; MAX_PARTS * 4 * MAX_SPLIT_HEAD_DIM];
     // Part t's four maxima, then its four sums.
@@ -200,19 +189,13 @@ fn attend_split(
             let (g, r) = (t / ranges, t % ranges);
             let first = lo + r * per_range;
             let last = (first + per_range - 1).min(hi);
-            let heads = QueryHeads {
-                q: core::array::from_fn(|k| &q[(4 * g + k) * hd..][..hd]),
-                kv_head: 4 * g / (nh / cfg.n_kv_heads),
-            };
+            let heads = QueryHeads::at(cfg, q, 4 * g);
             // SAFETY: task t alone writes part t's four vectors and stats.
             let mut acc =
                 core::array::from_fn(|k| unsafe { shared_partial.slice((4 * t + k) * hd, hd) });
-            let (max, sum) = if first <= last {
-                attend4(cfg, layer, cache, &heads, (first, last), &mut acc)
-            } else {
-                acc.iter_mut().for_each(|a| a.fill(0.0));
-                ([f32::NEG_INFINITY; 4], [0f32; 4])
-            };
+            // A range past `hi` (first > last) leaves zeros and a zero sum,
+            // which the merge skips.
+            let (max, sum) = attend4(cfg, layer, cache, &heads, (first, last), &mut acc);
             // SAFETY: as above.
             let st = unsafe { shared_stats.slice(8 * t, 8) };
             st[..4].copy_from_slice(&max);
@@ -248,6 +231,20 @@ fn attend_split(
 struct QueryHeads<'q> {
     q: [&'q [f32]; 4],
     kv_head: usize,
+}
+
+impl<'q> QueryHeads<'q> {
+    /// Query vectors `first..first + 4` of `q` (`first` counts across
+    /// tokens: token `first / n_heads`, heads from `first % n_heads`, a
+    /// multiple of four within one KV head's group).
+    fn at(cfg: &ModelConfig, q: &'q [f32], first: usize) -> Self {
+        let hd = cfg.head_dim;
+        let group = cfg.n_heads / cfg.n_kv_heads;
+        QueryHeads {
+            q: core::array::from_fn(|k| &q[(first + k) * hd..][..hd]),
+            kv_head: first % cfg.n_heads / group,
+        }
+    }
 }
 
 /// Attention of four query heads over the keys `lo..=hi` of their shared KV
