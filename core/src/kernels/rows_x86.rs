@@ -143,7 +143,7 @@ unsafe fn q8_0(rows: [*const u8; 4], x: *const f32, blocks: usize) -> [f32; 4] {
 /// Eight bytes at `q` must be readable.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn i8x8_at(q: *const u8) -> __m256 {
+pub(super) unsafe fn i8x8_at(q: *const u8) -> __m256 {
     // SAFETY: the caller guarantees eight readable bytes.
     unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q as *const __m128i))) }
 }

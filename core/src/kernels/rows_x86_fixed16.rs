@@ -19,7 +19,7 @@
 
 use super::fixed16::{Fixed16, BLOCK};
 use super::rows_x86::{
-    f16_splat, hsum, lane, q5_0_codes, q6_k_codes, sum_blocks, u8x8_to_f32, PREFETCH_BYTES,
+    f16_splat, hsum, i8x8_at, lane, q5_0_codes, q6_k_codes, sum_blocks, u8x8_to_f32, PREFETCH_BYTES,
 };
 use crate::quant::kquants::{unpack_scales_mins, Q4_K_BYTES, Q6_K_BYTES, QK_K};
 use crate::quant::WeightType;
@@ -229,10 +229,7 @@ unsafe fn q6_k_row(p: *const u8, x: Act, blocks: usize) -> f32 {
         let (d, group_scales) = unsafe {
             (
                 f16_splat(p.add(208)),
-                [p.add(192), p.add(200)].map(|s| {
-                    let v = _mm_loadl_epi64(s as *const __m128i);
-                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
-                }),
+                [p.add(192), p.add(200)].map(|s| i8x8_at(s)),
             )
         };
         for h in 0..2 {
