@@ -8,8 +8,8 @@ use gemma_benches::random_matrix_bytes;
 use gemma_core::exec::Serial;
 use gemma_core::kernels::matmul::matmul_with;
 use gemma_core::kernels::Precision;
-use gemma_core::model::weights::Matrix;
 use gemma_core::quant::WeightType;
+use gemma_core::weights::Matrix;
 
 fn main() {
     divan::main();

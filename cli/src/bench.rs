@@ -9,6 +9,7 @@ use crate::{ComputeArgs, ModelArgs};
 use clap::Args;
 use gemma_core::exec::Executor;
 use gemma_core::generate::Session;
+use gemma_core::model::Prompt;
 use gemma_core::sampling::argmax;
 use gemma_platform::{RayonExecutor, SessionBuffers};
 use serde_json::json;
@@ -69,18 +70,17 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         prompt.extend(text_ids.iter().take(n_prompt - prompt.len()));
     }
     let batch = (a.compute.batch as usize).min(context);
-    let mut bufs =
-        SessionBuffers::new(&model, context, batch).ok_or("context too large to allocate")?;
-    let mut session = Session::new(
-        &model,
-        context,
-        batch,
-        &mut bufs.floats,
-        &mut bufs.candidates,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut bufs = SessionBuffers::new(&model.config, context, batch)
+        .ok_or("context too large to allocate")?;
     let exec = RayonExecutor::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
+    let session_bytes = bufs.bytes();
+    let parts = bufs
+        .cpu(&model, &exec, loaded.precision())
+        .map_err(|e| e.to_string())?;
+    let mut backend = parts.backend;
+    let mut session = Session::new(&model.config, &mut backend, parts.logits, parts.candidates)
+        .map_err(|e| e.to_string())?;
     let threads = exec.threads();
 
     let (mut short_s, mut long_s, mut ttft_s, mut decode_s) =
@@ -89,13 +89,13 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         // Warm-up: touches every weight page once.
         session.reset();
         session
-            .prefill(&exec, &prompt[..8], 0)
+            .prefill(Prompt::tokens(&prompt[..8]))
             .map_err(|e| e.to_string())?;
         for _ in 0..a.runs {
             session.reset();
             let t = Instant::now();
             session
-                .prefill(&exec, &prompt[..short], 0)
+                .prefill(Prompt::tokens(&prompt[..short]))
                 .map_err(|e| e.to_string())?;
             short_s = short_s.min(t.elapsed().as_secs_f64());
 
@@ -103,7 +103,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
             let t = Instant::now();
             let mut next = argmax(
                 session
-                    .prefill(&exec, &prompt, 0)
+                    .prefill(Prompt::tokens(&prompt))
                     .map_err(|e| e.to_string())?,
             );
             let prefilled = t.elapsed().as_secs_f64();
@@ -112,7 +112,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
 
             let t = Instant::now();
             for _ in 0..n_decode {
-                next = argmax(session.step(&exec, next).map_err(|e| e.to_string())?);
+                next = argmax(session.step(next).map_err(|e| e.to_string())?);
             }
             decode_s = decode_s.min(t.elapsed().as_secs_f64());
         }
@@ -134,7 +134,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         "load_ms": load_ms,
         "peak_rss_bytes": peak,
         "file_bytes": loaded.file_len(),
-        "session_bytes": bufs.floats.len() * 4,
+        "session_bytes": session_bytes,
     });
     if a.json {
         println!("{report}");

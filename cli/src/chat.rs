@@ -12,11 +12,12 @@
 
 use crate::{ComputeArgs, ModelArgs, SamplingArgs};
 use clap::Args;
-use gemma_core::generate::{GenerateOptions, StopReason};
-use gemma_core::model::Model;
+use gemma_core::generate::StopReason;
 use gemma_core::sampling::{Sampler, SamplingParams};
-use gemma_core::tokenizer::{StreamDecoder, Tokenizer};
-use gemma_platform::{Conversation, LoadedModel, RayonExecutor};
+use gemma_core::tokenizer::Tokenizer;
+use gemma_platform::{
+    ChatTemplate, Conversation, Generator, LoadedModel, RayonExecutor, Speaker, Streamed,
+};
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -222,19 +223,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 struct Chat<'m> {
-    model: &'m Model<'m>,
+    generator: Generator<'m>,
     tok: Tokenizer<'m>,
+    template: ChatTemplate<'m>,
     conv: Conversation,
-    exec: RayonExecutor,
     params: SamplingParams,
     sampler: Sampler,
-    /// `<end_of_turn>` and EOS.
-    stops: [u32; 2],
-    start_of_turn: u32,
     /// `<end_of_turn>\n`: closes a reply in the history.
     close_turn: Vec<u32>,
-    /// `<end_of_turn>\n<start_of_turn>model\n`: closes a user message.
-    open_reply: Vec<u32>,
     max_tokens: usize,
     max_prompt_tokens: usize,
     system: Option<String>,
@@ -253,19 +249,14 @@ impl Chat<'_> {
         self.sampler = Sampler::new(self.params).expect("validated at start");
     }
 
-    /// The template tokens of one user turn. The message is tokenized with
-    /// control-token parsing off, so text such as `<end_of_turn>` typed by
-    /// the user stays text; the result equals tokenizing the whole template
-    /// string with parsing on whenever the message holds no control text,
-    /// since control tokens split SentencePiece's input into segments.
+    /// The template tokens of one user turn and the opened reply (the
+    /// message's own control text stays text).
     fn user_turn(&self, text: &str) -> Result<Vec<u32>> {
-        let mut ids = vec![self.start_of_turn];
-        ids.extend(
-            self.tok
-                .encode_to_vec(&format!("user\n{text}"), false)
-                .map_err(|e| format!("tokenizing the message: {e}"))?,
-        );
-        ids.extend_from_slice(&self.open_reply);
+        let mut ids = Vec::new();
+        self.template
+            .turn(Speaker::User, text, &mut ids)
+            .and_then(|()| self.template.open_reply(&mut ids))
+            .map_err(|e| format!("tokenizing the message: {e}"))?;
         Ok(ids)
     }
 
@@ -307,52 +298,41 @@ impl Chat<'_> {
             return Ok(());
         }
 
-        let opts = GenerateOptions {
-            max_new_tokens: self.max_tokens,
-            stop_tokens: &self.stops,
-            prefix_end: 0,
-        };
-        let mut reply = Vec::with_capacity(self.max_tokens.min(context));
-        let mut stream = StreamDecoder::new(self.tok);
         let mut write_failed = None;
         let mut first_at = None;
         let mut last_at = None;
         let started = Instant::now();
-        let (model, exec, conv, sampler, history) = (
-            self.model,
-            &self.exec,
+        let result = self.generator.turn(
             &mut self.conv,
-            &mut self.sampler,
             &self.now.tokens,
-        );
-        // On a pool worker so the kernels dispatch without allocating; the
-        // callback does not allocate either (`reply` has its capacity).
-        let result = exec.install(|| {
-            let mut stdout = std::io::stdout().lock();
-            conv.generate(model, exec, history, sampler, &opts, &mut |t| {
-                let at = Instant::now();
-                first_at.get_or_insert(at);
-                last_at = Some(at);
-                reply.push(t);
-                stream.push_with(t, |s| {
-                    if write_failed.is_none() {
-                        write_failed = stdout.write_all(s.as_bytes()).err();
+            &mut self.sampler,
+            self.max_tokens,
+            &mut |s| {
+                let text = match s {
+                    Streamed::Token { text, .. } => {
+                        let at = Instant::now();
+                        first_at.get_or_insert(at);
+                        last_at = Some(at);
+                        text
                     }
-                });
+                    Streamed::End { text } => text,
+                };
+                let mut stdout = std::io::stdout().lock();
                 if write_failed.is_none() {
-                    write_failed = stdout.flush().err();
+                    write_failed = stdout
+                        .write_all(text.as_bytes())
+                        .and_then(|()| stdout.flush())
+                        .err();
                 }
                 write_failed.is_none()
-            })
-        });
+            },
+        );
         let mut stdout = std::io::stdout().lock();
-        let mut tail = String::new();
-        stream.finish_with(|s| tail.push_str(s));
-        if let Some(e) = write_failed.or_else(|| writeln!(stdout, "{tail}").err()) {
+        if let Some(e) = write_failed.or_else(|| writeln!(stdout).err()) {
             return Err(format!("writing to stdout: {e}"));
         }
-        let stats = match result {
-            Ok(s) => s,
+        let (stats, reply) = match result {
+            Ok(out) => (out.stats, out.ids),
             Err(e) => {
                 eprintln!("gemma: error: {e}");
                 self.now.tokens.truncate(base);
@@ -434,17 +414,18 @@ pub fn chat(a: ChatArgs) -> Result<()> {
 
     let mut loaded = load(&a.model)?;
     loaded.set_precision(a.compute.precision());
-    let tok = loaded.tokenizer();
-    let model = loaded.model();
-    let (Some(start_of_turn), Some(end_of_turn)) = (tok.start_of_turn_id(), tok.end_of_turn_id())
-    else {
-        return Err("this model's vocabulary has no <start_of_turn>/<end_of_turn>; chat needs Gemma's turn tokens".into());
-    };
-    let special = |s: &str| {
-        tok.encode_to_vec(s, true)
-            .map_err(|e| format!("tokenizing the template: {e}"))
-    };
-    let max_ctx = model.config.context_length;
+    let exec = RayonExecutor::new(a.compute.threads)
+        .map_err(|e| format!("cannot start worker threads: {e}"))?;
+    let generator = Generator::new(&loaded, &exec);
+    let tok = generator.tokenizer;
+    let template = ChatTemplate::new(tok).ok_or(
+        "this model's vocabulary has no <start_of_turn>/<end_of_turn>; chat needs Gemma's turn tokens",
+    )?;
+    let mut close_turn = Vec::new();
+    template
+        .close_turn(&mut close_turn)
+        .map_err(|e| format!("tokenizing the template: {e}"))?;
+    let max_ctx = generator.model.config.context_length;
     let context = a.context.unwrap_or(DEFAULT_CONTEXT.min(max_ctx));
     if context > max_ctx {
         return Err(format!(
@@ -453,21 +434,16 @@ pub fn chat(a: ChatArgs) -> Result<()> {
     }
     // A turn needs room for at least BOS and a token of template.
     let context = context.max(2);
-    let conv = Conversation::new(&model, context, a.compute.batch as usize)
+    let conv = Conversation::new(&generator.model, context, a.compute.batch as usize)
         .ok_or("context too large to allocate")?;
-    let exec = RayonExecutor::new(a.compute.threads)
-        .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let mut chat = Chat {
-        model: &model,
+        generator,
         tok,
+        template,
         conv,
-        exec,
         params,
         sampler,
-        stops: [end_of_turn, tok.eos_id()],
-        start_of_turn,
-        close_turn: special("<end_of_turn>\n")?,
-        open_reply: special("<end_of_turn>\n<start_of_turn>model\n")?,
+        close_turn,
         max_tokens: a.max_tokens,
         max_prompt_tokens: a.max_prompt_tokens.unwrap_or(usize::MAX),
         system: a.system,

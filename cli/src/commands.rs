@@ -2,19 +2,16 @@
 
 use crate::{ComputeArgs, InfoArgs, LogitsArgs, ModelArgs, RunArgs, TokenizeArgs};
 use gemma_core::format::gguf::Value;
-use gemma_core::generate::{GenerateOptions, Session, StopReason};
+use gemma_core::generate::{Session, StopReason};
 use gemma_core::sampling::Sampler;
-use gemma_core::tokenizer::StreamDecoder;
-use gemma_platform::{LoadedModel, RayonExecutor, SessionBuffers};
+use gemma_platform::{
+    ChatTemplate, Conversation, Generator, LoadedModel, RayonExecutor, SessionBuffers, Speaker,
+    Streamed,
+};
 use serde_json::json;
 use std::io::{Read, Write};
 
 type Result<T> = std::result::Result<T, String>;
-
-/// Gemma's chat turn template around a user message.
-fn chat_prompt(user: &str) -> String {
-    format!("<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n")
-}
 
 fn load(args: &ModelArgs) -> Result<LoadedModel> {
     args.load()
@@ -40,18 +37,22 @@ pub fn run(a: RunArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => read_stdin("prompt")?,
     };
-    let text = if a.chat { chat_prompt(&text) } else { text };
 
     let mut loaded = load(&a.model)?;
     loaded.set_precision(a.compute.precision());
     let tokenizer = loaded.tokenizer();
-    let model = loaded.model();
-    let mut prompt = vec![tokenizer.bos_id()];
-    prompt.extend(
-        tokenizer
-            .encode_to_vec(&text, true)
-            .map_err(|e| format!("tokenizing the prompt: {e}"))?,
-    );
+    let prompt = if a.chat {
+        ChatTemplate::new(tokenizer)
+            .ok_or("this model's vocabulary has no <start_of_turn>/<end_of_turn>; --chat needs Gemma's turn tokens")?
+            .prompt(&[(Speaker::User, &text)])
+    } else {
+        tokenizer.encode_to_vec(&text, true).map(|ids| {
+            let mut prompt = vec![tokenizer.bos_id()];
+            prompt.extend(ids);
+            prompt
+        })
+    }
+    .map_err(|e| format!("tokenizing the prompt: {e}"))?;
 
     if let Some(limit) = a.max_prompt_tokens {
         if prompt.len() > limit {
@@ -61,7 +62,9 @@ pub fn run(a: RunArgs) -> Result<()> {
             ));
         }
     }
-    let max_ctx = model.config.context_length;
+    let exec = executor(&a.compute)?;
+    let generator = Generator::new(&loaded, &exec);
+    let max_ctx = generator.model.config.context_length;
     let wanted = prompt.len().saturating_add(a.max_tokens);
     let context = a.context.unwrap_or(wanted.min(max_ctx)).max(1);
     if context > max_ctx {
@@ -76,65 +79,49 @@ pub fn run(a: RunArgs) -> Result<()> {
         ));
     }
     let batch = (a.compute.batch as usize).min(context);
-    let mut bufs =
-        SessionBuffers::new(&model, context, batch).ok_or("context too large to allocate")?;
-    let mut session = Session::new(
-        &model,
-        context,
-        batch,
-        &mut bufs.floats,
-        &mut bufs.candidates,
-    )
-    .map_err(|e| e.to_string())?;
-    let exec = executor(&a.compute)?;
+    let mut conv = Conversation::new(&generator.model, context, batch)
+        .ok_or("context too large to allocate")?;
 
-    let mut stops = vec![tokenizer.eos_id()];
-    stops.extend(tokenizer.end_of_turn_id());
-    let opts = GenerateOptions {
-        max_new_tokens: a.max_tokens,
-        stop_tokens: &stops,
-        prefix_end: 0,
-    };
-
-    // The generated ids can never outnumber the context's free slots.
-    let mut ids = Vec::with_capacity(a.max_tokens.min(context));
-    let mut stream = StreamDecoder::new(tokenizer);
     let mut write_failed = None;
     let json_out = a.json;
     let started = std::time::Instant::now();
     let mut first_token_at = None;
-    // Generation runs on a pool worker so its kernels dispatch without allocating.
-    let outcome = exec
-        .install(|| {
-            let mut stdout = std::io::stdout().lock();
-            session.generate(&exec, &prompt, &mut sampler, &opts, &mut |t| {
-                first_token_at.get_or_insert_with(std::time::Instant::now);
-                ids.push(t);
-                if !json_out {
-                    let piece = stream.push(t);
-                    if let Err(e) = stdout
-                        .write_all(piece.as_bytes())
-                        .and_then(|_| stdout.flush())
-                    {
-                        write_failed = Some(e);
-                        return false;
-                    }
+    let out = generator
+        .turn(&mut conv, &prompt, &mut sampler, a.max_tokens, &mut |s| {
+            let text = match s {
+                Streamed::Token { text, .. } => {
+                    first_token_at.get_or_insert_with(std::time::Instant::now);
+                    text
                 }
-                true
-            })
+                Streamed::End { text } => text,
+            };
+            if json_out {
+                return true;
+            }
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    write_failed = Some(e);
+                    false
+                }
+            }
         })
         .map_err(|e| e.to_string())?;
+    let outcome = out.stats.outcome;
     let mut stdout = std::io::stdout().lock();
     if let Some(e) = write_failed {
         return Err(format!("writing to stdout: {e}"));
     }
     if a.json {
-        let text = tokenizer.decode_to_string(&ids, true);
-        let obj = json!({ "prompt_ids": prompt, "ids": ids, "text": text, "seed": seed });
+        let text = tokenizer.decode_to_string(&out.ids, true);
+        let obj = json!({ "prompt_ids": prompt, "ids": out.ids, "text": text, "seed": seed });
         writeln!(stdout, "{obj}").map_err(|e| e.to_string())?;
     } else {
-        let rest = stream.finish();
-        writeln!(stdout, "{rest}").map_err(|e| e.to_string())?;
+        writeln!(stdout).map_err(|e| e.to_string())?;
     }
     if a.stats {
         let done = std::time::Instant::now();
@@ -216,26 +203,23 @@ pub fn logits(a: LogitsArgs) -> Result<()> {
         ));
     }
     let batch = (a.compute.batch as usize).min(ids.len());
-    let mut bufs =
-        SessionBuffers::new(&model, ids.len(), batch).ok_or("context too large to allocate")?;
-    let mut session = Session::new(
-        &model,
-        ids.len(),
-        batch,
-        &mut bufs.floats,
-        &mut bufs.candidates,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut bufs = SessionBuffers::new(&model.config, ids.len(), batch)
+        .ok_or("context too large to allocate")?;
     let exec = executor(&a.compute)?;
+    let parts = bufs
+        .cpu(&model, &exec, loaded.precision())
+        .map_err(|e| e.to_string())?;
+    let mut backend = parts.backend;
+    let mut session = Session::new(&model.config, &mut backend, parts.logits, parts.candidates)
+        .map_err(|e| e.to_string())?;
     let top = a.top.min(vocab);
     let mut logits = vec![0f32; batch * vocab];
     let mut stdout = std::io::stdout().lock();
     let mut pos = 0;
     for chunk in ids.chunks(batch) {
-        let hidden = session
-            .forward_chunk(&exec, chunk, 0)
+        session
+            .forward_logits(chunk, &mut logits)
             .map_err(|e| e.to_string())?;
-        model.logits(&exec, hidden, chunk.len(), &mut logits);
         for row in logits.chunks_exact(vocab).take(chunk.len()) {
             let best = top_indices(row, top);
             let line = json!({
@@ -403,7 +387,7 @@ pub fn convert(a: crate::ConvertArgs) -> Result<()> {
         None => None,
     };
     let list = if a.from.is_dir() {
-        gemma_platform::hf::hf_to_sbs(&a.from, &a.to, codec, proto.as_deref(), a.distortion)
+        gemma_platform::convert::hf_to_sbs(&a.from, &a.to, codec, proto.as_deref(), a.distortion)
             .map_err(|e| e.to_string())?
             .unwrap_or_default()
     } else if is_sbs_file(&a.from) {

@@ -13,6 +13,7 @@ use crate::{ComputeArgs, ModelArgs};
 use clap::Args;
 use gemma_core::exec::Executor;
 use gemma_core::generate::Session;
+use gemma_core::model::Inputs;
 use gemma_platform::{RayonExecutor, SessionBuffers};
 use serde_json::json;
 use std::path::PathBuf;
@@ -75,13 +76,16 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
     }
     let batch = (a.compute.batch as usize).min(ctx);
     let mut bufs =
-        SessionBuffers::new(&model, ctx, batch).ok_or("context too large to allocate")?;
-    let mut session = Session::new(&model, ctx, batch, &mut bufs.floats, &mut bufs.candidates)
-        .map_err(|e| e.to_string())?;
+        SessionBuffers::new(&model.config, ctx, batch).ok_or("context too large to allocate")?;
     let exec = RayonExecutor::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
-    let (d, vocab) = (model.config.d_model, model.config.vocab_size);
-    let mut hidden = vec![0f32; ctx * d];
+    let parts = bufs
+        .cpu(&model, &exec, loaded.precision())
+        .map_err(|e| e.to_string())?;
+    let mut backend = parts.backend;
+    let mut session = Session::new(&model.config, &mut backend, parts.logits, parts.candidates)
+        .map_err(|e| e.to_string())?;
+    let vocab = model.config.vocab_size;
     let mut logits = vec![0f32; LOGIT_ROWS * vocab];
 
     let mut total = 0f64;
@@ -95,24 +99,29 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
             let end = (begin + ctx).min(n);
             let window = &ids[begin..end];
             session.reset();
-            for (c, chunk) in window.chunks(batch).enumerate() {
-                let h = session
-                    .forward_chunk(&exec, chunk, 0)
-                    .map_err(|e| e.to_string())?;
-                hidden[c * batch * d..(c * batch + chunk.len()) * d].copy_from_slice(h);
-            }
-            // Window position p predicts ids[begin + p + 1].
+            // Window position p predicts ids[begin + p + 1]: positions
+            // first..last are scored, each from the pass that holds it.
             let first = next - 1 - begin;
             let last = window.len() - 1;
-            let mut p = first;
-            while p < last {
-                let rows = LOGIT_ROWS.min(last - p);
-                model.logits(&exec, &hidden[p * d..(p + rows) * d], rows, &mut logits);
-                for r in 0..rows {
-                    let target = ids[begin + p + r + 1];
-                    total += nll(&logits[r * vocab..(r + 1) * vocab], target);
+            let mut at = 0;
+            for chunk in window.chunks(batch) {
+                session
+                    .forward_chunk(Inputs::Tokens(chunk), &[])
+                    .map_err(|e| e.to_string())?;
+                let (lo, hi) = (first.max(at), last.min(at + chunk.len()));
+                let mut p = lo;
+                while p < hi {
+                    let rows = LOGIT_ROWS.min(hi - p);
+                    session
+                        .logits_rows(p - at..p - at + rows, &mut logits)
+                        .map_err(|e| e.to_string())?;
+                    for r in 0..rows {
+                        let target = ids[begin + p + r + 1];
+                        total += nll(&logits[r * vocab..(r + 1) * vocab], target);
+                    }
+                    p += rows;
                 }
-                p += rows;
+                at += chunk.len();
             }
             scored += last - first;
             next = end;

@@ -1,13 +1,21 @@
 //! The generation loop: prefill, then sample and feed one token at a time.
 //!
-//! A [`Session`] owns nothing: its KV cache, activations, logits and
-//! sampling scratch are carved from buffers the caller hands in once, so the
-//! loop never allocates, whatever the host.
+//! A [`Session`] owns nothing: it drives backends the caller made (each
+//! with its cache and activations in caller memory) and keeps its logits
+//! and sampling scratch in buffers handed in once, so the loop never
+//! allocates, whatever the host.
 
-use crate::exec::Executor;
-use crate::model::{ForwardError, KvCache, Model, Scratch};
+use crate::cpu::CpuBackend;
+use crate::model::{
+    check_stages, forward, logits, Act, Backend, ForwardError, Inputs, ModelConfig, Prompt, Span,
+    Stage,
+};
 use crate::sampling::{Candidate, Sampler};
 use core::fmt;
+use core::ops::Range;
+
+/// The most backends one session splits the layers over.
+pub const MAX_STAGES: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionError {
@@ -16,6 +24,11 @@ pub enum SessionError {
     /// Context or batch of size zero, or sizes that overflow.
     BadSize,
     EmptyPrompt,
+    /// A bidirectional span longer than one pass can hold.
+    SpanTooLong {
+        len: usize,
+        max_batch: usize,
+    },
     Forward(ForwardError),
 }
 
@@ -25,6 +38,10 @@ impl fmt::Display for SessionError {
             SessionError::BuffersTooSmall => write!(f, "session buffers are smaller than required"),
             SessionError::BadSize => write!(f, "context and batch sizes must be non-zero"),
             SessionError::EmptyPrompt => write!(f, "the prompt has no tokens"),
+            SessionError::SpanTooLong { len, max_batch } => write!(
+                f,
+                "a bidirectional span of {len} positions does not fit a pass of {max_batch}"
+            ),
             SessionError::Forward(e) => e.fmt(f),
         }
     }
@@ -36,23 +53,20 @@ impl From<ForwardError> for SessionError {
     }
 }
 
-/// How much memory a session needs.
+/// How much memory a session on one [`CpuBackend`] needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionSizes {
-    /// f32s for the KV cache, the activations and one row of logits.
+    /// f32s for the backend (KV cache, activations) and one row of logits.
     pub floats: usize,
     /// Sampling candidates (one per vocabulary entry).
     pub candidates: usize,
 }
 
 impl SessionSizes {
-    pub fn new(model: &Model, max_context: usize, max_batch: usize) -> Option<Self> {
-        let cfg = &model.config;
-        let kv = KvCache::required_len(cfg, max_context, max_batch)?;
-        let scratch = Scratch::required_len(cfg, max_batch)?;
-        let floats = kv.checked_add(scratch)?.checked_add(cfg.vocab_size)?;
+    pub fn new(cfg: &ModelConfig, max_context: usize, max_batch: usize) -> Option<Self> {
+        let backend = CpuBackend::required_len(cfg, 0..cfg.n_layers, max_context, max_batch)?;
         Some(Self {
-            floats,
+            floats: backend.checked_add(cfg.vocab_size)?,
             candidates: cfg.vocab_size,
         })
     }
@@ -60,6 +74,18 @@ impl SessionSizes {
     /// Bytes in all, for reporting.
     pub fn bytes(&self) -> usize {
         self.floats * 4 + self.candidates * core::mem::size_of::<Candidate>()
+    }
+
+    /// Splits `floats` into the backend's share and the logits row.
+    pub fn split<'b>(
+        cfg: &ModelConfig,
+        floats: &'b mut [f32],
+    ) -> Result<(&'b mut [f32], &'b mut [f32]), SessionError> {
+        let at = floats
+            .len()
+            .checked_sub(cfg.vocab_size)
+            .ok_or(SessionError::BuffersTooSmall)?;
+        Ok(floats.split_at_mut(at))
     }
 }
 
@@ -80,9 +106,6 @@ pub struct GenerateOptions<'s> {
     pub max_new_tokens: usize,
     /// Sampling one of these ends generation (EOS, `<end_of_turn>`, …).
     pub stop_tokens: &'s [u32],
-    /// Positions before this see each other bidirectionally (PaliGemma's
-    /// prefix-LM); 0 for a plain causal model.
-    pub prefix_end: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,50 +114,87 @@ pub struct Outcome {
     pub stop: StopReason,
 }
 
-pub struct Session<'m, 'a, 'b> {
-    model: &'m Model<'a>,
-    cache: KvCache<'b>,
-    scratch: Scratch<'b>,
+pub struct Session<'m, 'b> {
+    cfg: &'m ModelConfig,
+    stages: heapless::Vec<Stage<'b>, MAX_STAGES>,
+    /// The residual stream on its way between stages.
+    staging: &'b mut [f32],
     logits: &'b mut [f32],
     candidates: &'b mut [Candidate],
+    max_batch: usize,
+    max_context: usize,
+    /// Rows of the last pass, for [`Self::logits_rows`].
+    last_pass: usize,
     pos: usize,
 }
 
-impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
+impl<'m, 'b> Session<'m, 'b> {
+    /// A session on one backend that runs every layer. `logits` holds a
+    /// row of the vocabulary, `candidates` one per entry.
     pub fn new(
-        model: &'m Model<'a>,
-        max_context: usize,
-        max_batch: usize,
-        floats: &'b mut [f32],
+        cfg: &'m ModelConfig,
+        backend: &'b mut dyn Backend,
+        logits: &'b mut [f32],
         candidates: &'b mut [Candidate],
     ) -> Result<Self, SessionError> {
-        let cfg = &model.config;
-        let sizes =
-            SessionSizes::new(model, max_context, max_batch).ok_or(SessionError::BadSize)?;
-        if floats.len() < sizes.floats || candidates.len() < sizes.candidates {
+        let stage = Stage {
+            layers: 0..cfg.n_layers,
+            backend,
+        };
+        Self::staged(cfg, [stage], &mut [], logits, candidates)
+    }
+
+    /// A session whose layers are split over several backends, in order
+    /// (partial offload); `staging` holds `max_batch * d_model` floats for
+    /// the residual stream at each hand-over.
+    pub fn staged<const N: usize>(
+        cfg: &'m ModelConfig,
+        stages: [Stage<'b>; N],
+        staging: &'b mut [f32],
+        logits: &'b mut [f32],
+        candidates: &'b mut [Candidate],
+    ) -> Result<Self, SessionError> {
+        let mut held = heapless::Vec::<Stage<'b>, MAX_STAGES>::new();
+        for s in stages {
+            held.push(s).map_err(|_| SessionError::BadSize)?;
+        }
+        let stages = held;
+        check_stages(cfg, &stages)?;
+        let max_batch = stages
+            .iter()
+            .map(|s| s.backend.max_batch())
+            .min()
+            .unwrap_or(0);
+        let max_context = stages
+            .iter()
+            .map(|s| s.backend.max_context())
+            .min()
+            .unwrap_or(0);
+        if max_batch == 0 || max_context == 0 {
+            return Err(SessionError::BadSize);
+        }
+        let vocab = cfg.vocab_size;
+        if logits.len() < vocab
+            || candidates.len() < vocab
+            || (stages.len() > 1 && staging.len() < max_batch * cfg.d_model)
+        {
             return Err(SessionError::BuffersTooSmall);
         }
-        let kv_len =
-            KvCache::required_len(cfg, max_context, max_batch).ok_or(SessionError::BadSize)?;
-        let scratch_len = Scratch::required_len(cfg, max_batch).ok_or(SessionError::BadSize)?;
-        let (kv_buf, rest) = floats.split_at_mut(kv_len);
-        let (scratch_buf, rest) = rest.split_at_mut(scratch_len);
-        let cache = KvCache::new(cfg, max_context, max_batch, kv_buf)
-            .map_err(|_| SessionError::BuffersTooSmall)?;
-        let scratch =
-            Scratch::new(cfg, max_batch, scratch_buf).ok_or(SessionError::BuffersTooSmall)?;
         Ok(Self {
-            model,
-            cache,
-            scratch,
-            logits: &mut rest[..cfg.vocab_size],
-            candidates: &mut candidates[..cfg.vocab_size],
+            cfg,
+            stages,
+            staging,
+            logits: &mut logits[..vocab],
+            candidates: &mut candidates[..vocab],
+            max_batch,
+            max_context,
+            last_pass: 0,
             pos: 0,
         })
     }
 
-    pub fn model(&self) -> &Model<'a> {
-        self.model
+    pub fn config(&self) -> &ModelConfig {
+        self.cfg
     }
 
     /// Positions fed so far.
@@ -143,7 +203,11 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
     }
 
     pub fn max_context(&self) -> usize {
-        self.cache.max_context()
+        self.max_context
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
     }
 
     /// Forgets the conversation (the cache is overwritten as positions are reused).
@@ -156,10 +220,10 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
     /// the cache contents persist in the caller's memory). Also rewinds: see
     /// [`Self::can_rewind`].
     pub fn set_pos(&mut self, pos: usize) -> Result<(), SessionError> {
-        if pos > self.cache.max_context() {
+        if pos > self.max_context {
             return Err(ForwardError::ContextFull {
                 needed: pos,
-                max: self.cache.max_context(),
+                max: self.max_context,
             }
             .into());
         }
@@ -168,25 +232,13 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
     }
 
     /// Whether a cache filled up to `filled` positions still holds every
-    /// key a continuation from `pos` needs. Global layers keep all
-    /// positions; a local layer's ring keeps the last `window + max_batch - 1`,
-    /// so it can step back at most `max_batch - 1` positions.
+    /// key a continuation from `pos` needs (a local layer's ring keeps the
+    /// last `window + max_batch - 1` positions, so it can step back at
+    /// most `max_batch - 1`).
     pub fn can_rewind(&self, filled: usize, pos: usize) -> bool {
-        if pos > filled {
-            return false;
-        }
-        let cfg = &self.model.config;
-        (0..cfg.n_layers).all(|l| {
-            let cap = self.cache.capacity(l);
-            let need = if cfg.is_local(l) {
-                cfg.sliding_window.min(pos)
-            } else {
-                pos
-            };
-            // Slots of positions [pos - need, pos) must not have been
-            // overwritten by positions [pos, filled).
-            cap >= filled || filled - pos + need <= cap
-        })
+        self.stages
+            .iter()
+            .all(|s| s.backend.can_rewind(filled, pos))
     }
 
     /// Logits after the last token fed by [`Self::prefill`] or [`Self::step`].
@@ -194,75 +246,112 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
         self.logits
     }
 
-    /// Feeds up to `max_batch` tokens in one pass and returns their
-    /// final-normed hidden states (`tokens.len() x d_model`), without
-    /// computing logits. For teacher-forced evaluation.
-    pub fn forward_chunk(
-        &mut self,
-        exec: &dyn Executor,
-        tokens: &[u32],
-        prefix_end: usize,
-    ) -> Result<&[f32], SessionError> {
-        self.model.forward(
-            exec,
-            tokens,
+    /// Feeds up to `max_batch` inputs in one pass, without computing
+    /// logits (see [`Self::logits_rows`]); `spans` are the bidirectional
+    /// spans in absolute positions. For teacher-forced evaluation.
+    pub fn forward_chunk(&mut self, inputs: Inputs, spans: &[Span]) -> Result<(), SessionError> {
+        forward(
+            self.cfg,
+            &mut self.stages,
+            inputs,
             self.pos,
-            prefix_end,
-            &mut self.cache,
-            &mut self.scratch,
+            spans,
+            self.staging,
         )?;
-        self.pos += tokens.len();
-        Ok(&self.scratch.hidden()[..tokens.len() * self.model.config.d_model])
+        self.pos += inputs.len();
+        self.last_pass = inputs.len();
+        Ok(())
     }
 
-    /// Feeds `tokens` (in passes of at most `max_batch`) and computes the
-    /// logits of the last one.
-    pub fn prefill(
-        &mut self,
-        exec: &dyn Executor,
-        tokens: &[u32],
-        prefix_end: usize,
-    ) -> Result<&[f32], SessionError> {
-        if tokens.is_empty() {
+    /// Feeds `tokens` (at most `max_batch`) in one pass and writes the
+    /// logits of every one of them (`tokens.len() x vocab` floats): what
+    /// teacher-forced evaluation wants.
+    pub fn forward_logits(&mut self, tokens: &[u32], out: &mut [f32]) -> Result<(), SessionError> {
+        self.forward_chunk(Inputs::Tokens(tokens), &[])?;
+        self.logits_rows(0..tokens.len(), out)
+    }
+
+    /// The final-normed hidden states of the last pass (`n x d_model`
+    /// floats), copied to `out`.
+    pub fn read_hidden(&mut self, out: &mut [f32]) -> Result<(), SessionError> {
+        let last = self.stages.last_mut().ok_or(SessionError::BadSize)?;
+        let n = self.last_pass * self.cfg.d_model;
+        let out = out.get_mut(..n).ok_or(SessionError::BuffersTooSmall)?;
+        last.backend.read(Act::Hidden, out)?;
+        Ok(())
+    }
+
+    /// Logits of rows `rows` of the last pass (`rows.len() x vocab` floats).
+    pub fn logits_rows(&mut self, rows: Range<usize>, out: &mut [f32]) -> Result<(), SessionError> {
+        if rows.end > self.last_pass {
+            return Err(ForwardError::Mismatch.into());
+        }
+        let last = self.stages.last_mut().ok_or(SessionError::BadSize)?;
+        logits(self.cfg, &mut *last.backend, rows, out)?;
+        Ok(())
+    }
+
+    /// Feeds `prompt` (in passes of at most `max_batch`, never cutting a
+    /// bidirectional span) and computes the logits of its last input.
+    /// The prompt's spans count from its first input, wherever the session
+    /// stands.
+    pub fn prefill(&mut self, prompt: Prompt) -> Result<&[f32], SessionError> {
+        let inputs = prompt.inputs;
+        if inputs.is_empty() {
             return Err(SessionError::EmptyPrompt);
         }
-        let end = self.pos.saturating_add(tokens.len());
-        if end > self.cache.max_context() {
+        let end = self.pos.saturating_add(inputs.len());
+        if end > self.max_context {
             return Err(ForwardError::ContextFull {
                 needed: end,
-                max: self.cache.max_context(),
+                max: self.max_context,
             }
             .into());
         }
-        // A bidirectional prefix must go in one pass; callers size max_batch for it.
-        let batch = self.scratch.max_batch().max(1);
-        let mut last_chunk = 0;
-        for chunk in tokens.chunks(batch) {
-            self.forward_chunk(exec, chunk, prefix_end)?;
-            last_chunk = chunk.len();
+        let mut spans = heapless::Vec::<Span, MAX_SPANS>::new();
+        for s in prompt.spans {
+            if s.end > inputs.len() {
+                return Err(ForwardError::BadSpans.into());
+            }
+            if s.len() > self.max_batch {
+                return Err(SessionError::SpanTooLong {
+                    len: s.len(),
+                    max_batch: self.max_batch,
+                });
+            }
+            spans
+                .push(Span::new(s.start + self.pos, s.end + self.pos))
+                .map_err(|_| SessionError::from(ForwardError::BadSpans))?;
         }
-        let d = self.model.config.d_model;
-        let hidden = &self.scratch.hidden()[(last_chunk - 1) * d..last_chunk * d];
-        self.model.logits(exec, hidden, 1, self.logits);
+        let base = self.pos;
+        let mut done = 0;
+        while done < inputs.len() {
+            let cut = chunk_end(done, inputs.len(), self.max_batch, prompt.spans);
+            self.forward_chunk(inputs.slice(done..cut), &spans)?;
+            done = cut;
+        }
+        debug_assert_eq!(self.pos, base + inputs.len());
+        let last = self.last_pass - 1;
+        let stage = self.stages.last_mut().ok_or(SessionError::BadSize)?;
+        logits(self.cfg, &mut *stage.backend, last..last + 1, self.logits)?;
         Ok(self.logits)
     }
 
     /// Feeds one token and computes its logits.
-    pub fn step(&mut self, exec: &dyn Executor, token: u32) -> Result<&[f32], SessionError> {
-        self.prefill(exec, &[token], 0)
+    pub fn step(&mut self, token: u32) -> Result<&[f32], SessionError> {
+        self.prefill(Prompt::tokens(&[token]))
     }
 
     /// Prefills `prompt`, then samples up to `opts.max_new_tokens` tokens,
     /// calling `on_token` with each; it returns `false` to stop.
     pub fn generate(
         &mut self,
-        exec: &dyn Executor,
-        prompt: &[u32],
+        prompt: Prompt,
         sampler: &mut Sampler,
         opts: &GenerateOptions,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Outcome, SessionError> {
-        self.prefill(exec, prompt, opts.prefix_end)?;
+        self.prefill(prompt)?;
         let mut generated = 0;
         loop {
             if generated == opts.max_new_tokens {
@@ -291,13 +380,47 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
                     stop: StopReason::MaxTokens,
                 });
             }
-            if self.pos >= self.cache.max_context() {
+            if self.pos >= self.max_context {
                 return Ok(Outcome {
                     generated,
                     stop: StopReason::ContextFull,
                 });
             }
-            self.step(exec, token)?;
+            self.step(token)?;
         }
+    }
+}
+
+/// The most bidirectional spans one prompt may hold.
+pub const MAX_SPANS: usize = 64;
+
+/// Where the pass starting at input `from` ends: `max_batch` inputs on,
+/// the prompt's end, or, where that would cut a span, the span's start.
+fn chunk_end(from: usize, len: usize, max_batch: usize, spans: &[Span]) -> usize {
+    let cut = (from + max_batch).min(len);
+    match spans
+        .iter()
+        .find(|s| s.start < cut && cut < s.end && s.start > from)
+    {
+        Some(s) => s.start,
+        None => cut,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_end_before_a_span_they_would_cut() {
+        let spans = [Span::new(3, 9), Span::new(12, 14)];
+        // A pass of 8 from 0 would cut [3, 9): it ends at 3.
+        assert_eq!(chunk_end(0, 20, 8, &spans), 3);
+        // From 3 the span fits.
+        assert_eq!(chunk_end(3, 20, 8, &spans), 11);
+        assert_eq!(chunk_end(11, 20, 2, &spans), 12);
+        assert_eq!(chunk_end(12, 20, 2, &spans), 14);
+        assert_eq!(chunk_end(14, 20, 8, &spans), 20);
+        assert_eq!(chunk_end(0, 20, 8, &[]), 8);
     }
 }

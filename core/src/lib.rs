@@ -5,11 +5,14 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 pub mod codec;
+pub mod cpu;
 pub mod exec;
 pub mod format;
 pub mod generate;
 pub mod kernels;
+pub mod load;
 pub mod model;
 pub mod quant;
 pub mod sampling;
 pub mod tokenizer;
+pub mod weights;

@@ -5,7 +5,7 @@
 
 use gemma_core::format::gguf::Gguf;
 use gemma_core::format::gguf_vocab::GgufVocab;
-use gemma_core::model::Model;
+use gemma_core::load;
 use gemma_core::tokenizer::{PieceEntry, Tokenizer};
 use libfuzzer_sys::fuzz_target;
 
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     for t in g.tensors() {
         let _ = t.n_elements();
     }
-    let _ = Model::from_gguf(&g);
+    let _ = load::gguf::model(&g);
     if let Ok(vocab) = GgufVocab::from_gguf(&g) {
         // Bounded by the file: at most one entry per 8 bytes of token array.
         let mut entries = vec![PieceEntry::default(); Tokenizer::entries_len(vocab.count)];

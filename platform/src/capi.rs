@@ -28,12 +28,11 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use crate::{Conversation, LoadError, LoadedModel, RayonExecutor};
-use gemma_core::generate::{GenerateOptions, SessionError};
+use crate::{Conversation, Generator, LoadError, LoadedModel, RayonExecutor, Streamed};
+use gemma_core::generate::SessionError;
 use gemma_core::kernels::Precision;
 use gemma_core::model::{ForwardError, Model};
 use gemma_core::sampling::{Sampler, SamplingParams};
-use gemma_core::tokenizer::StreamDecoder;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -102,7 +101,6 @@ struct State {
     max_context: usize,
     batch: usize,
     sampler: Sampler,
-    stop_tokens: Vec<u32>,
     conversations: BTreeMap<CString, Named>,
     /// Always a key of `conversations` (deleting the current one is refused).
     current: CString,
@@ -356,9 +354,6 @@ impl State {
             n => n,
         }
         .min(max_context);
-        let tok = loaded.tokenizer();
-        let mut stop_tokens = vec![tok.eos_id()];
-        stop_tokens.extend(tok.end_of_turn_id());
         let default = Named::new(&model, max_context, batch)?;
         let exec = RayonExecutor::new(threads)
             .map_err(|e| internal(format!("cannot start worker threads: {e}")))?;
@@ -370,7 +365,6 @@ impl State {
             max_context,
             batch,
             sampler,
-            stop_tokens,
             conversations: BTreeMap::from([(DEFAULT_CONVERSATION.to_owned(), default)]),
             current: DEFAULT_CONVERSATION.to_owned(),
         })
@@ -409,53 +403,35 @@ impl State {
         named.history.extend(bos);
         named.history.extend_from_slice(&new);
 
-        let (loaded, exec, sampler) = (&self.loaded, &self.exec, &mut self.sampler);
-        let opts = GenerateOptions {
-            max_new_tokens: max_new,
-            stop_tokens: &self.stop_tokens,
-            prefix_end: 0,
-        };
-        // At most one token past the context: the last one is emitted
-        // without being fed.
-        let room = max_context + 1 - total;
+        let generator = Generator::new(&self.loaded, &self.exec);
         let conversation = &mut named.conversation;
         let history = &named.history;
-        // Generation runs on a pool worker so its kernels dispatch without
-        // allocating; the callback therefore runs there too.
-        let result = exec.install(|| {
-            let cb = cb; // moved in: `Callback` is `Send`, not `Sync`
-            let model = loaded.model();
-            let mut decoder = StreamDecoder::new(tok);
-            let mut generated = Vec::with_capacity(max_new.min(room));
-            let mut piece: Vec<u8> = Vec::with_capacity(256);
-            let mut go_on = true;
-            let turn = conversation.generate(&model, exec, history, sampler, &opts, &mut |t| {
-                generated.push(t);
+        let mut piece: Vec<u8> = Vec::with_capacity(256);
+        // `cb` moves into the callback: `Callback` is `Send`, not `Sync`.
+        let result = generator.turn(
+            conversation,
+            history,
+            &mut self.sampler,
+            max_new,
+            &mut move |s| {
                 let Some(cb) = &cb else { return true };
-                piece.clear();
+                let text = match s {
+                    Streamed::Token { text, .. } | Streamed::End { text } => text,
+                };
                 // C strings end at NUL; a generated U+0000 is dropped.
-                decoder.push_with(t, |s| piece.extend(s.bytes().filter(|&b| b != 0)));
+                piece.clear();
+                piece.extend(text.bytes().filter(|&b| b != 0));
                 if piece.is_empty() {
                     return true;
                 }
                 piece.push(0);
-                go_on = CStr::from_bytes_with_nul(&piece).map_or(true, |s| cb.call(s));
-                go_on
-            });
-            if let (Ok(_), Some(cb), true) = (&turn, &cb, go_on) {
-                // An incomplete character at the end becomes U+FFFD.
-                decoder.finish_with(|s| {
-                    if let Ok(s) = CString::new(s) {
-                        cb.call(&s);
-                    }
-                });
-            }
-            turn.map(|_| generated)
-        });
+                CStr::from_bytes_with_nul(&piece).map_or(true, |s| cb.call(s))
+            },
+        );
         match result {
-            Ok(generated) => {
-                named.history.extend_from_slice(&generated);
-                c_int::try_from(generated.len())
+            Ok(turn) => {
+                named.history.extend_from_slice(&turn.ids);
+                c_int::try_from(turn.ids.len())
                     .map_err(|_| internal("more tokens than an int can count"))
             }
             Err(e) => {

@@ -8,13 +8,12 @@
 use crate::SessionBuffers;
 use gemma_core::exec::Executor;
 use gemma_core::generate::{GenerateOptions, Outcome, Session, SessionError};
-use gemma_core::model::Model;
+use gemma_core::kernels::Precision;
+use gemma_core::model::{Model, Prompt};
 use gemma_core::sampling::Sampler;
 
 pub struct Conversation {
     buffers: SessionBuffers,
-    max_context: usize,
-    max_batch: usize,
     /// The tokens whose keys and values are in the cache, in order.
     cached: Vec<u32>,
 }
@@ -32,17 +31,15 @@ pub struct TurnStats {
 impl Conversation {
     pub fn new(model: &Model, max_context: usize, max_batch: usize) -> Option<Self> {
         let max_batch = max_batch.clamp(1, max_context.max(1));
-        let buffers = SessionBuffers::new(model, max_context, max_batch)?;
+        let buffers = SessionBuffers::new(&model.config, max_context, max_batch)?;
         Some(Self {
             buffers,
-            max_context,
-            max_batch,
             cached: Vec::new(),
         })
     }
 
     pub fn max_context(&self) -> usize {
-        self.max_context
+        self.buffers.max_context()
     }
 
     /// The tokens the cache currently holds.
@@ -52,8 +49,7 @@ impl Conversation {
 
     /// Memory held by the buffers, in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.buffers.floats.len() * 4
-            + self.buffers.candidates.len() * std::mem::size_of_val(&self.buffers.candidates[0])
+        self.buffers.bytes()
     }
 
     pub fn reset(&mut self) {
@@ -61,10 +57,13 @@ impl Conversation {
     }
 
     /// Generates a continuation of `prompt` (the whole conversation so far,
-    /// BOS included), reusing the cached prefix it shares with earlier turns.
+    /// BOS included) on the CPU at `precision`, reusing the cached prefix
+    /// it shares with earlier turns.
+    #[allow(clippy::too_many_arguments)]
     pub fn generate(
         &mut self,
         model: &Model,
+        precision: Precision,
         exec: &dyn Executor,
         prompt: &[u32],
         sampler: &mut Sampler,
@@ -74,13 +73,10 @@ impl Conversation {
         if prompt.is_empty() {
             return Err(SessionError::EmptyPrompt);
         }
-        let mut session = Session::new(
-            model,
-            self.max_context,
-            self.max_batch,
-            &mut self.buffers.floats,
-            &mut self.buffers.candidates,
-        )?;
+        let parts = self.buffers.cpu(model, exec, precision)?;
+        let mut backend = parts.backend;
+        let mut session =
+            Session::new(&model.config, &mut backend, parts.logits, parts.candidates)?;
         // At least the last prompt token is fed again, to get its logits.
         let shared = self
             .cached
@@ -89,14 +85,15 @@ impl Conversation {
             .take_while(|(a, b)| a == b)
             .count();
         let mut reuse = shared.min(prompt.len() - 1);
-        if opts.prefix_end > 0 || !session.can_rewind(self.cached.len(), reuse) {
+        if !session.can_rewind(self.cached.len(), reuse) {
             reuse = 0;
         }
         session.set_pos(reuse)?;
         // Until this turn ends, the cache holds only the reused prefix.
         self.cached.truncate(reuse);
-        let mut emitted = Vec::with_capacity(opts.max_new_tokens.min(self.max_context));
-        let result = session.generate(exec, &prompt[reuse..], sampler, opts, &mut |t| {
+        let mut emitted = Vec::with_capacity(opts.max_new_tokens.min(session.max_context()));
+        let new = Prompt::tokens(&prompt[reuse..]);
+        let result = session.generate(new, sampler, opts, &mut |t| {
             emitted.push(t);
             on_token(t)
         });

@@ -16,33 +16,18 @@
 
 use crate::compare::Distortion;
 use crate::sbs_writer::{toc_bytes, BlobWriter};
+pub use crate::source::ConvertError;
+use crate::source::{err, GgufSource, Source};
 use gemma_core::codec::{self, Codec, NUQ_ENCODE_SCRATCH_LEN};
-use gemma_core::format::gguf::Gguf;
 use gemma_core::format::sbs::{
     ConfigStorage, KnownModel, PromptWrapping, TensorType, TocEntry, KNOWN_MODELS,
 };
 use gemma_core::model::{Family, ModelConfig};
-use gemma_core::quant;
 use gemma_core::tokenizer::Tokenizer;
-use std::fmt;
+use gemma_core::weights::{Role, TensorId};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-#[derive(Debug)]
-pub struct ConvertError(pub String);
-
-impl fmt::Display for ConvertError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConvertError {}
-
-pub(crate) fn err(s: impl Into<String>) -> ConvertError {
-    ConvertError(s.into())
-}
 
 /// Refuses a model whose hyperparameters differ from gemma.cpp's canonical
 /// ones for `known`: gemma.cpp would run it with the wrong shapes.
@@ -173,87 +158,6 @@ impl Out {
     }
 }
 
-/// One tensor of a Gemma 2/3 model, by role.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Weight {
-    Embedding,
-    FinalNorm,
-    Q(usize),
-    K(usize),
-    V(usize),
-    O(usize),
-    Gate(usize),
-    Up(usize),
-    Down(usize),
-    AttnNorm(usize),
-    FfnNorm(usize),
-    PostAttnNorm(usize),
-    PostFfwNorm(usize),
-    QNorm(usize),
-    KNorm(usize),
-}
-
-/// Where the converter reads tensors from: a GGUF file or a Hugging Face
-/// checkpoint.
-pub(crate) trait Source {
-    /// A matrix as f32, `rows` output features of `cols` inputs each
-    /// (a norm is one row).
-    fn matrix(&self, w: Weight, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError>;
-    /// A norm gain in gemma.cpp's form: the `w` of `x * (1 + w)`.
-    fn norm(&self, w: Weight, n: usize) -> Result<Vec<f32>, ConvertError>;
-}
-
-struct GgufSource<'a>(Gguf<'a>);
-
-impl GgufSource<'_> {
-    fn name(w: Weight) -> String {
-        let blk = |l: usize, s: &str| format!("blk.{l}.{s}.weight");
-        match w {
-            Weight::Embedding => "token_embd.weight".into(),
-            Weight::FinalNorm => "output_norm.weight".into(),
-            Weight::Q(l) => blk(l, "attn_q"),
-            Weight::K(l) => blk(l, "attn_k"),
-            Weight::V(l) => blk(l, "attn_v"),
-            Weight::O(l) => blk(l, "attn_output"),
-            Weight::Gate(l) => blk(l, "ffn_gate"),
-            Weight::Up(l) => blk(l, "ffn_up"),
-            Weight::Down(l) => blk(l, "ffn_down"),
-            Weight::AttnNorm(l) => blk(l, "attn_norm"),
-            Weight::FfnNorm(l) => blk(l, "ffn_norm"),
-            Weight::PostAttnNorm(l) => blk(l, "post_attention_norm"),
-            Weight::PostFfwNorm(l) => blk(l, "post_ffw_norm"),
-            Weight::QNorm(l) => blk(l, "attn_q_norm"),
-            Weight::KNorm(l) => blk(l, "attn_k_norm"),
-        }
-    }
-}
-
-impl Source for GgufSource<'_> {
-    fn matrix(&self, w: Weight, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError> {
-        let name = Self::name(w);
-        let t = self
-            .0
-            .tensor(&name)
-            .ok_or_else(|| err(format!("missing tensor {name}")))?;
-        if t.n_dims > 2
-            || t.dims[0] as usize != cols
-            || t.dims[1..t.n_dims.max(1)].iter().product::<u64>() as usize != rows
-        {
-            return Err(err(format!("tensor {name} has an unexpected shape")));
-        }
-        let mut out = vec![0f32; rows * cols];
-        quant::dequantize(t.ty, t.data, &mut out).map_err(|e| err(format!("{name}: {e:?}")))?;
-        Ok(out)
-    }
-
-    /// GGUF gains already include Gemma's `+1`.
-    fn norm(&self, w: Weight, n: usize) -> Result<Vec<f32>, ConvertError> {
-        let mut v = self.matrix(w, 1, n)?;
-        v.iter_mut().for_each(|x| *x -= 1.0);
-        Ok(v)
-    }
-}
-
 /// Converts the GGUF model at `from` into an `.sbs` file at `to`, encoding
 /// matrices with `weights`. `tokenizer` is the SentencePiece model proto to
 /// embed (GGUF files carry only the vocabulary, not the proto); its piece
@@ -311,6 +215,33 @@ pub fn legacy_sbs_to_sbs(
         .map_err(|e| err(format!("{}: {e}", from.display())))?;
     let cfg = legacy.config()?;
     write_sbs(&legacy, &cfg, to, weights, tokenizer, measure)
+}
+
+/// Converts the checkpoint in `dir` into an `.sbs` file; the tokenizer is
+/// `tokenizer` if given, else the directory's `tokenizer.model`.
+pub fn hf_to_sbs(
+    dir: &Path,
+    to: &Path,
+    weights: gemma_core::codec::Codec,
+    tokenizer: Option<&[u8]>,
+    measure: bool,
+) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
+    let ckpt = crate::hf::HfCheckpoint::open(dir)?;
+    let owned;
+    let proto = match tokenizer {
+        Some(t) => t,
+        None => {
+            let p = dir.join("tokenizer.model");
+            owned = std::fs::read(&p).map_err(|e| {
+                err(format!(
+                    "{}: {e} (pass --tokenizer for a checkpoint without one)",
+                    p.display()
+                ))
+            })?;
+            &owned[..]
+        }
+    };
+    write_sbs(&ckpt, &ckpt.config, to, weights, proto, measure)
 }
 
 /// Writes `source`'s tensors, laid out and encoded for gemma.cpp, with
@@ -406,36 +337,39 @@ fn write_tensors(
     out: &mut Out,
 ) -> Result<(), ConvertError> {
     let (d, hd, ff, h) = (cfg.d_model, cfg.head_dim, cfg.d_ff, cfg.n_heads);
+    let top = |role| TensorId::global(role);
+    let name = |id: TensorId| id.sbs_name().to_string();
     out.tensor(
-        "c_embedding".into(),
+        name(top(Role::Embedding)),
         small,
         cfg.vocab_size,
         d,
-        src.matrix(Weight::Embedding, cfg.vocab_size, d)?,
+        src.matrix(top(Role::Embedding), cfg.vocab_size, d)?,
     )?;
     out.tensor(
-        "c_final_norm".into(),
+        name(top(Role::FinalNorm)),
         small,
         1,
         d,
-        src.norm(Weight::FinalNorm, d)?,
+        src.norm(top(Role::FinalNorm), d)?,
     )?;
     for l in 0..cfg.n_layers {
+        let id = |role| TensorId::layer(role, l);
         // Q rows, then for each KV head its K rows and its V rows.
         let kvh = cfg.n_kv_heads;
-        let mut qkv = src.matrix(Weight::Q(l), h * hd, d)?;
+        let mut qkv = src.matrix(id(Role::Q), h * hd, d)?;
         let (k, v) = (
-            src.matrix(Weight::K(l), kvh * hd, d)?,
-            src.matrix(Weight::V(l), kvh * hd, d)?,
+            src.matrix(id(Role::K), kvh * hd, d)?,
+            src.matrix(id(Role::V), kvh * hd, d)?,
         );
         for j in 0..kvh {
             qkv.extend_from_slice(&k[j * hd * d..(j + 1) * hd * d]);
             qkv.extend_from_slice(&v[j * hd * d..(j + 1) * hd * d]);
         }
-        out.tensor(format!("qkv_ein_{l}"), weights, (h + 2 * kvh) * hd, d, qkv)?;
+        out.tensor(name(id(Role::Q)), weights, (h + 2 * kvh) * hd, d, qkv)?;
         // The output projection is [d, h*hd]; att_ein row h*d + m holds its
         // row m's columns h*hd..(h+1)*hd.
-        let o = src.matrix(Weight::O(l), d, h * hd)?;
+        let o = src.matrix(id(Role::O), d, h * hd)?;
         let mut att = vec![0f32; h * d * hd];
         for head in 0..h {
             for m in 0..d {
@@ -443,25 +377,25 @@ fn write_tensors(
                 att[(head * d + m) * hd..(head * d + m + 1) * hd].copy_from_slice(row);
             }
         }
-        out.tensor(format!("att_ein_{l}"), weights, h * d, hd, att)?;
-        let mut gating = src.matrix(Weight::Gate(l), ff, d)?;
-        gating.extend(src.matrix(Weight::Up(l), ff, d)?);
-        out.tensor(format!("gating_ein_{l}"), weights, 2 * ff, d, gating)?;
-        let down = src.matrix(Weight::Down(l), d, ff)?;
-        out.tensor(format!("linear_w_{l}"), weights, d, ff, down)?;
-        let mut norm = |w: Weight, sbs: &str, n: usize| -> Result<(), ConvertError> {
-            let v = src.norm(w, n)?;
-            out.tensor(format!("{sbs}_{l}"), small, 1, n, v)
-        };
-        norm(Weight::AttnNorm(l), "pre_att_ns", d)?;
-        norm(Weight::FfnNorm(l), "pre_ff_ns", d)?;
-        if cfg.post_norms {
-            norm(Weight::PostAttnNorm(l), "post_att_ns", d)?;
-            norm(Weight::PostFfwNorm(l), "post_ff_ns", d)?;
-        }
-        if cfg.qk_norm {
-            norm(Weight::QNorm(l), "query_norm", hd)?;
-            norm(Weight::KNorm(l), "key_norm", hd)?;
+        out.tensor(name(id(Role::O)), weights, h * d, hd, att)?;
+        let mut gating = src.matrix(id(Role::Gate), ff, d)?;
+        gating.extend(src.matrix(id(Role::Up), ff, d)?);
+        out.tensor(name(id(Role::Gate)), weights, 2 * ff, d, gating)?;
+        let down = src.matrix(id(Role::Down), d, ff)?;
+        out.tensor(name(id(Role::Down)), weights, d, ff, down)?;
+        // Norms in gemma.cpp's order, where the model has them.
+        for role in [
+            Role::AttnNorm,
+            Role::FfnNorm,
+            Role::PostAttnNorm,
+            Role::PostFfwNorm,
+            Role::QNorm,
+            Role::KNorm,
+        ] {
+            if role.required(cfg.qk_norm, cfg.post_norms) {
+                let (_, n) = id(role).shape(&cfg.dims());
+                out.tensor(name(id(role)), small, 1, n, src.norm(id(role), n)?)?;
+            }
         }
     }
     Ok(())

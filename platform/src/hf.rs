@@ -6,10 +6,11 @@
 //! read. Multimodal Gemma 3 checkpoints keep the text model under a prefix
 //! (`language_model.model.`), which is found from the embedding's name.
 
-use crate::convert::{err, ConvertError, Source, Weight};
 use crate::loaded::map_file;
+use crate::source::{err, ConvertError, Source};
 use gemma_core::format::safetensors::{Dtype, Safetensors, MAX_DIMS};
-use gemma_core::model::{Family, ModelConfig};
+use gemma_core::model::{Family, Fields, ModelConfig};
+use gemma_core::weights::TensorId;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -41,9 +42,17 @@ fn json(path: &Path) -> Result<Value, ConvertError> {
     serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))
 }
 
-/// Gemma's text-model configuration from `config.json`.
-fn model_config(v: &Value) -> Result<ModelConfig, ConvertError> {
-    // Multimodal Gemma 3 nests the language model's settings.
+/// Gemma's text-model configuration from `config.json`: what it states,
+/// with Gemma's rules applied by [`ModelConfig::derive`] as for every
+/// other format.
+pub fn model_config(v: &Value) -> Result<ModelConfig, ConvertError> {
+    let f = fields(v)?;
+    ModelConfig::derive(&f).map_err(|e| err(format!("config.json: {e}")))
+}
+
+/// What `config.json` states, in the fields every loader fills.
+fn fields(v: &Value) -> Result<Fields, ConvertError> {
+    // Multimodal Gemma 3 and PaliGemma nest the language model's settings.
     let c = v.get("text_config").unwrap_or(v);
     let model_type = c
         .get("model_type")
@@ -53,68 +62,86 @@ fn model_config(v: &Value) -> Result<ModelConfig, ConvertError> {
     let family = match model_type {
         "gemma3_text" | "gemma3" => Family::Gemma3,
         "gemma2" => Family::Gemma2,
+        "gemma" => Family::Gemma1,
         other => {
             return Err(err(format!(
-                "config.json: model_type {other:?} is not Gemma 2 or Gemma 3"
+                "config.json: model_type {other:?} is not Gemma, Gemma 2 or Gemma 3"
             )))
         }
     };
-    let uint = |k: &str| -> Result<usize, ConvertError> {
-        c.get(k)
-            .and_then(Value::as_u64)
-            .filter(|&v| v > 0 && v <= 1 << 30)
-            .map(|v| v as usize)
-            .ok_or_else(|| err(format!("config.json: {k} missing or out of range")))
+    let opt_uint = |k: &str| -> Result<Option<usize>, ConvertError> {
+        match c.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => x
+                .as_u64()
+                .filter(|&v| v > 0 && v <= 1 << 30)
+                .map(|v| Some(v as usize))
+                .ok_or_else(|| err(format!("config.json: {k} is out of range"))),
+        }
     };
-    let float = |k: &str, default: f64| c.get(k).and_then(Value::as_f64).unwrap_or(default) as f32;
-    let (d_model, n_heads) = (uint("hidden_size")?, uint("num_attention_heads")?);
-    let head_dim = c
-        .get("head_dim")
-        .and_then(Value::as_u64)
-        .map_or(d_model / n_heads, |v| v as usize);
-    let gemma3 = family == Family::Gemma3;
-    let pattern = if gemma3 {
-        c.get("sliding_window_pattern")
-            .or_else(|| c.get("_sliding_window_pattern"))
-            .and_then(Value::as_u64)
-            .unwrap_or(6) as usize
-    } else {
-        2
+    let uint = |k: &str| {
+        opt_uint(k)?.ok_or_else(|| err(format!("config.json: {k} missing or out of range")))
     };
-    let query_pre_attn = float("query_pre_attn_scalar", head_dim as f64);
-    let cfg = ModelConfig {
-        family,
-        n_layers: uint("num_hidden_layers")?,
-        d_model,
-        d_ff: uint("intermediate_size")?,
-        n_heads,
-        n_kv_heads: uint("num_key_value_heads")?,
-        head_dim,
-        vocab_size: uint("vocab_size")?,
-        context_length: uint("max_position_embeddings")?,
-        rms_eps: float("rms_norm_eps", 1e-6),
-        sliding_window: uint("sliding_window")?,
-        sliding_window_pattern: pattern,
-        rope_base_global: float("rope_theta", 10_000.0),
-        rope_base_local: float("rope_local_base_freq", 10_000.0),
-        rope_scale_global: 1.0,
-        attn_softcap: c
-            .get("attn_logit_softcapping")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0) as f32,
-        final_softcap: c
-            .get("final_logit_softcapping")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0) as f32,
-        query_scale: 1.0 / query_pre_attn.sqrt(),
-        embed_scale: (d_model as f32).sqrt(),
-        qk_norm: gemma3,
-        post_norms: true,
-        norm_gain_plus_one: true,
+    let float = |k: &str| c.get(k).and_then(Value::as_f64).map(|x| x as f32);
+    let mut f = Fields::new(family);
+    f.d_model = uint("hidden_size")?;
+    f.n_layers = uint("num_hidden_layers")?;
+    f.d_ff = uint("intermediate_size")?;
+    f.n_heads = uint("num_attention_heads")?;
+    f.n_kv_heads = opt_uint("num_key_value_heads")?.unwrap_or(f.n_heads);
+    f.head_dim = opt_uint("head_dim")?;
+    f.vocab_size = uint("vocab_size")?;
+    f.context_length = uint("max_position_embeddings")?;
+    f.rms_eps = float("rms_norm_eps");
+    f.sliding_window = opt_uint("sliding_window")?;
+    f.sliding_window_pattern = match opt_uint("sliding_window_pattern")? {
+        Some(p) => Some(p),
+        None => opt_uint("_sliding_window_pattern")?.or(layer_types_period(c)?),
     };
-    cfg.validate()
-        .map_err(|e| err(format!("config.json: {e}")))?;
-    Ok(cfg)
+    f.rope_theta = float("rope_theta");
+    f.rope_local_base = float("rope_local_base_freq");
+    // `rope_scaling: null` (or absent) is a statement too: no scaling.
+    f.rope_scaling = Some(match c.get("rope_scaling") {
+        None | Some(Value::Null) => 1.0,
+        Some(r) => {
+            let kind = r
+                .get("rope_type")
+                .or_else(|| r.get("type"))
+                .and_then(Value::as_str);
+            if kind != Some("linear") {
+                return Err(err(format!(
+                    "config.json: rope_scaling {r} is not linear scaling"
+                )));
+            }
+            r.get("factor")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| err("config.json: rope_scaling has no factor"))? as f32
+        }
+    });
+    f.query_pre_attn_scalar = float("query_pre_attn_scalar");
+    f.attn_softcap = float("attn_logit_softcapping");
+    f.final_softcap = float("final_logit_softcapping");
+    f.norm_gains_include_one = false;
+    Ok(f)
+}
+
+/// The period of newer configs' `layer_types` list (`sliding_attention`
+/// five times, then `full_attention`, ...), which must repeat exactly.
+fn layer_types_period(c: &Value) -> Result<Option<usize>, ConvertError> {
+    let Some(types) = c.get("layer_types").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    let full = |i: usize| types[i].as_str() == Some("full_attention");
+    let Some(first) = (0..types.len()).find(|&i| full(i)) else {
+        return Err(err("config.json: layer_types has no full_attention layer"));
+    };
+    let period = first + 1;
+    if (0..types.len()).any(|i| full(i) != ((i + 1) % period == 0)) {
+        return Err(err(
+            "config.json: layer_types do not repeat with a fixed period",
+        ));
+    }
+    Ok(Some(period))
 }
 
 impl HfCheckpoint {
@@ -179,26 +206,8 @@ impl HfCheckpoint {
         })
     }
 
-    fn name(&self, w: Weight) -> String {
-        let p = &self.prefix;
-        let layer = |l: usize, s: &str| format!("{p}layers.{l}.{s}.weight");
-        match w {
-            Weight::Embedding => format!("{p}embed_tokens.weight"),
-            Weight::FinalNorm => format!("{p}norm.weight"),
-            Weight::Q(l) => layer(l, "self_attn.q_proj"),
-            Weight::K(l) => layer(l, "self_attn.k_proj"),
-            Weight::V(l) => layer(l, "self_attn.v_proj"),
-            Weight::O(l) => layer(l, "self_attn.o_proj"),
-            Weight::Gate(l) => layer(l, "mlp.gate_proj"),
-            Weight::Up(l) => layer(l, "mlp.up_proj"),
-            Weight::Down(l) => layer(l, "mlp.down_proj"),
-            Weight::AttnNorm(l) => layer(l, "input_layernorm"),
-            Weight::PostAttnNorm(l) => layer(l, "post_attention_layernorm"),
-            Weight::FfnNorm(l) => layer(l, "pre_feedforward_layernorm"),
-            Weight::PostFfwNorm(l) => layer(l, "post_feedforward_layernorm"),
-            Weight::QNorm(l) => layer(l, "self_attn.q_norm"),
-            Weight::KNorm(l) => layer(l, "self_attn.k_norm"),
-        }
+    fn name(&self, id: TensorId) -> String {
+        id.hf_name(&self.prefix).to_string()
     }
 
     fn entry(&self, name: &str) -> Result<&Entry, ConvertError> {
@@ -234,8 +243,8 @@ fn to_f32(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, ConvertErro
 }
 
 impl Source for HfCheckpoint {
-    fn matrix(&self, w: Weight, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError> {
-        let name = self.name(w);
+    fn matrix(&self, id: TensorId, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError> {
+        let name = self.name(id);
         let e = self.entry(&name)?;
         let shape = &e.dims[..e.n_dims];
         let ok = match shape {
@@ -251,34 +260,7 @@ impl Source for HfCheckpoint {
         to_f32(&name, e.dtype, &self.shards[e.shard][e.bytes.clone()])
     }
 
-    fn norm(&self, w: Weight, n: usize) -> Result<Vec<f32>, ConvertError> {
-        self.matrix(w, 1, n)
+    fn norm(&self, id: TensorId, n: usize) -> Result<Vec<f32>, ConvertError> {
+        self.matrix(id, 1, n)
     }
-}
-
-/// Converts the checkpoint in `dir` into an `.sbs` file; the tokenizer is
-/// `tokenizer` if given, else the directory's `tokenizer.model`.
-pub fn hf_to_sbs(
-    dir: &Path,
-    to: &Path,
-    weights: gemma_core::codec::Codec,
-    tokenizer: Option<&[u8]>,
-    measure: bool,
-) -> Result<Option<Vec<crate::convert::TensorDistortion>>, ConvertError> {
-    let ckpt = HfCheckpoint::open(dir)?;
-    let owned;
-    let proto = match tokenizer {
-        Some(t) => t,
-        None => {
-            let p = dir.join("tokenizer.model");
-            owned = std::fs::read(&p).map_err(|e| {
-                err(format!(
-                    "{}: {e} (pass --tokenizer for a checkpoint without one)",
-                    p.display()
-                ))
-            })?;
-            &owned[..]
-        }
-    };
-    crate::convert::write_sbs(&ckpt, &ckpt.config, to, weights, proto, measure)
 }

@@ -20,12 +20,13 @@
 //! largest layer suffix says and an embedding of exactly the blob's size,
 //! so shapes come from `KNOWN_MODELS`, as gemma.cpp does it.
 
-use crate::convert::{err, ConvertError, Source, Weight};
+use crate::source::{err, ConvertError, Source};
 use gemma_core::codec::Codec;
 use gemma_core::format::sbs::{
     BlobStore, ConfigStorage, KnownModel, PromptWrapping, TensorType, KNOWN_MODELS,
 };
 use gemma_core::model::ModelConfig;
+use gemma_core::weights::{Role, TensorId};
 
 /// A pre-2025 weights file and the known model it holds.
 pub(crate) struct LegacySbs<'a> {
@@ -107,6 +108,19 @@ impl<'a> LegacySbs<'a> {
         })
     }
 
+    /// The shapes of the known model's tensors.
+    fn known_dims(&self) -> gemma_core::weights::Dims {
+        let k = self.known;
+        gemma_core::weights::Dims {
+            vocab: k.vocab_size as usize,
+            d_model: k.model_dim as usize,
+            q_dim: (k.heads * k.qkv_dim) as usize,
+            kv_dim: (k.kv_heads * k.qkv_dim) as usize,
+            head_dim: k.qkv_dim as usize,
+            d_ff: k.ff_hidden_dim as usize,
+        }
+    }
+
     /// The engine's configuration of that model.
     pub fn config(&self) -> Result<ModelConfig, ConvertError> {
         let mut storage = ConfigStorage::default();
@@ -118,7 +132,9 @@ impl<'a> LegacySbs<'a> {
         let bytes = crate::sbs_writer::config_bytes(&cfg).map_err(|e| err(e.to_string()))?;
         let parsed =
             gemma_core::format::sbs::ModelConfig::parse(&bytes).map_err(|e| err(e.to_string()))?;
-        ModelConfig::from_sbs(&parsed).map_err(|e| err(e.to_string()))
+        gemma_core::load::sbs::fields(&parsed)
+            .and_then(|f| ModelConfig::derive(&f))
+            .map_err(|e| err(e.to_string()))
     }
 
     /// Tensor `name` decoded, checked to hold `rows * cols` elements.
@@ -154,7 +170,7 @@ fn find<'a>(store: &BlobStore<'a>, name: &str) -> Option<(Codec, &'a [u8])> {
 }
 
 impl Source for LegacySbs<'_> {
-    fn matrix(&self, w: Weight, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError> {
+    fn matrix(&self, id: TensorId, rows: usize, cols: usize) -> Result<Vec<f32>, ConvertError> {
         let k = self.known;
         let (d, hd, h, kvh, ff) = (
             k.model_dim as usize,
@@ -167,25 +183,22 @@ impl Source for LegacySbs<'_> {
         let rows_of = |m: &[f32], first: usize, n: usize, width: usize| {
             m[first * width..(first + n) * width].to_vec()
         };
-        let out = match w {
-            Weight::Embedding => self.decoded("c_embedding", k.vocab_size as usize, d)?,
-            Weight::Q(l) | Weight::K(l) | Weight::V(l) => {
-                let qkv = self.decoded(&format!("qkv_ein_{l}"), (h + 2 * kvh) * hd, d)?;
-                match w {
-                    Weight::Q(_) => rows_of(&qkv, 0, h * hd, d),
-                    // Each KV head's K rows, then its V rows.
-                    _ => {
-                        let skip = if matches!(w, Weight::K(_)) { 0 } else { hd };
-                        (0..kvh)
-                            .flat_map(|j| rows_of(&qkv, h * hd + 2 * j * hd + skip, hd, d))
-                            .collect()
-                    }
-                }
+        let name = id.sbs_name();
+        let out = match id.role {
+            Role::Embedding => self.decoded(&name, k.vocab_size as usize, d)?,
+            Role::Q => rows_of(&self.decoded(&name, (h + 2 * kvh) * hd, d)?, 0, h * hd, d),
+            Role::K | Role::V => {
+                let qkv = self.decoded(&name, (h + 2 * kvh) * hd, d)?;
+                // Each KV head's K rows, then its V rows.
+                let skip = if id.role == Role::K { 0 } else { hd };
+                (0..kvh)
+                    .flat_map(|j| rows_of(&qkv, h * hd + 2 * j * hd + skip, hd, d))
+                    .collect()
             }
-            Weight::O(l) => {
+            Role::O => {
                 // att_ein is [h * d, hd]: row h * d + m holds output row m's
                 // columns of head h.
-                let att = self.decoded(&format!("att_ein_{l}"), h * d, hd)?;
+                let att = self.decoded(&name, h * d, hd)?;
                 let mut o = vec![0f32; d * h * hd];
                 for head in 0..h {
                     for m in 0..d {
@@ -195,17 +208,17 @@ impl Source for LegacySbs<'_> {
                 }
                 o
             }
-            Weight::Gate(l) | Weight::Up(l) => {
-                let g = self.decoded(&format!("gating_ein_{l}"), 2 * ff, d)?;
-                let first = if matches!(w, Weight::Gate(_)) { 0 } else { ff };
+            Role::Gate | Role::Up => {
+                let g = self.decoded(&name, 2 * ff, d)?;
+                let first = if id.role == Role::Gate { 0 } else { ff };
                 rows_of(&g, first, ff, d)
             }
-            Weight::Down(l) => self.decoded(&format!("linear_w_{l}"), d, ff)?,
-            _ => return self.norm(w, rows * cols),
+            Role::Down => self.decoded(&name, d, ff)?,
+            _ => return self.norm(id, rows * cols),
         };
         if out.len() != rows * cols {
             return Err(err(format!(
-                "{w:?}: the file holds {} values, {rows} x {cols} wanted",
+                "{name}: the file holds {} values, {rows} x {cols} wanted",
                 out.len()
             )));
         }
@@ -213,18 +226,11 @@ impl Source for LegacySbs<'_> {
     }
 
     /// Norms are stored as gemma.cpp's `w` already.
-    fn norm(&self, w: Weight, n: usize) -> Result<Vec<f32>, ConvertError> {
-        let name = match w {
-            Weight::FinalNorm => "c_final_norm".to_string(),
-            Weight::AttnNorm(l) => format!("pre_att_ns_{l}"),
-            Weight::FfnNorm(l) => format!("pre_ff_ns_{l}"),
-            Weight::PostAttnNorm(l) => format!("post_att_ns_{l}"),
-            Weight::PostFfwNorm(l) => format!("post_ff_ns_{l}"),
-            Weight::QNorm(l) => format!("query_norm_{l}"),
-            Weight::KNorm(l) => format!("key_norm_{l}"),
-            other => return Err(err(format!("{other:?} is not a norm"))),
-        };
-        self.decoded(&name, 1, n)
+    fn norm(&self, id: TensorId, n: usize) -> Result<Vec<f32>, ConvertError> {
+        if id.shape(&self.known_dims()).0 != 1 {
+            return Err(err(format!("{} is not a norm", id.sbs_name())));
+        }
+        self.decoded(&id.sbs_name(), 1, n)
     }
 }
 

@@ -15,8 +15,11 @@ pub mod hf;
 pub(crate) mod legacy_sbs;
 pub mod loaded;
 pub mod sbs_writer;
+pub(crate) mod source;
 pub mod synthetic;
+pub mod turn;
 
 pub use conversation::{Conversation, TurnStats};
 pub use exec::RayonExecutor;
-pub use loaded::{LoadError, LoadedModel, SessionBuffers};
+pub use loaded::{CpuParts, LoadError, LoadedModel, SessionBuffers};
+pub use turn::{ChatTemplate, Generator, Speaker, Streamed, TurnOutput};

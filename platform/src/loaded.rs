@@ -4,12 +4,15 @@
 //! type owns the mapping and the tokenizer's index and hands out fresh views,
 //! which are cheap to make.
 
+use gemma_core::cpu::CpuBackend;
+use gemma_core::exec::Executor;
 use gemma_core::format::gguf::{Gguf, GgufError};
 use gemma_core::format::gguf_vocab::GgufVocab;
 use gemma_core::format::sbs::{SbsError, SbsFile};
-use gemma_core::generate::SessionSizes;
+use gemma_core::generate::{SessionError, SessionSizes};
 use gemma_core::kernels::Precision;
-use gemma_core::model::{Model, ModelError};
+use gemma_core::load::{self, ModelError};
+use gemma_core::model::{Model, ModelConfig};
 use gemma_core::sampling::Candidate;
 use gemma_core::tokenizer::{Tokenizer, TokenizerError, TokenizerTables};
 use memmap2::Mmap;
@@ -129,7 +132,7 @@ impl LoadedModel {
             return Self::from_sbs_bytes(path, bytes);
         }
         let gguf = Gguf::parse(&bytes).map_err(LoadError::Gguf)?;
-        let model = Model::from_gguf(&gguf).map_err(LoadError::Model)?;
+        let model = load::gguf::model(&gguf).map_err(LoadError::Model)?;
         let vocab = GgufVocab::from_gguf(&gguf).map_err(LoadError::Tokenizer)?;
         let tables = vocab.tables().map_err(LoadError::Tokenizer)?;
         let vocab_size = model.config.vocab_size;
@@ -154,7 +157,7 @@ impl LoadedModel {
 
     fn from_sbs_bytes(path: PathBuf, bytes: Bytes) -> Result<Self, LoadError> {
         let file = SbsFile::parse(&bytes).map_err(LoadError::Sbs)?;
-        let model = Model::from_sbs(&file).map_err(LoadError::Model)?;
+        let model = load::sbs::model(&file).map_err(LoadError::Model)?;
         let proto = file.tokenizer().ok_or(LoadError::MissingTokenizer)?;
         let tables = TokenizerTables::from_spm(proto).map_err(LoadError::Tokenizer)?;
         let count = gemma_core::tokenizer::Tokenizer::spm_vocab_size(proto)
@@ -204,15 +207,13 @@ impl LoadedModel {
 
     pub fn model(&self) -> Model<'_> {
         let model = match self.format {
-            Format::Gguf => Model::from_gguf(&self.gguf().expect("GGUF")),
-            Format::Sbs => Model::from_sbs(&self.sbs().expect(".sbs")),
+            Format::Gguf => load::gguf::model(&self.gguf().expect("GGUF")),
+            Format::Sbs => load::sbs::model(&self.sbs().expect(".sbs")),
         };
-        model
-            .expect("model validated at load")
-            .with_precision(self.precision)
+        model.expect("model validated at load")
     }
 
-    /// Sets the arithmetic of every model handed out from now on
+    /// Sets the arithmetic generation on this model uses
     /// ([`Precision::Exact`] unless set).
     pub fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
@@ -229,18 +230,78 @@ impl LoadedModel {
     }
 }
 
-/// Heap buffers for a [`gemma_core::generate::Session`].
+/// Heap buffers for a [`gemma_core::generate::Session`] on one CPU
+/// backend.
 pub struct SessionBuffers {
     pub floats: Vec<f32>,
     pub candidates: Vec<Candidate>,
+    max_context: usize,
+    max_batch: usize,
+}
+
+/// A CPU backend over [`SessionBuffers`], with the logits row and sampling
+/// candidates a [`gemma_core::generate::Session`] takes next to it.
+pub struct CpuParts<'a> {
+    pub backend: CpuBackend<'a>,
+    pub logits: &'a mut [f32],
+    pub candidates: &'a mut [Candidate],
 }
 
 impl SessionBuffers {
-    pub fn new(model: &Model, max_context: usize, max_batch: usize) -> Option<Self> {
-        let sizes = SessionSizes::new(model, max_context, max_batch)?;
+    /// Buffers for `max_context` positions and passes of `max_batch` tokens.
+    pub fn new(cfg: &ModelConfig, max_context: usize, max_batch: usize) -> Option<Self> {
+        let sizes = SessionSizes::new(cfg, max_context, max_batch)?;
         Some(Self {
             floats: vec![0.0; sizes.floats],
             candidates: vec![Candidate::default(); sizes.candidates],
+            max_context,
+            max_batch,
+        })
+    }
+
+    pub fn max_context(&self) -> usize {
+        self.max_context
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.floats.len() * 4 + self.candidates.len() * std::mem::size_of::<Candidate>()
+    }
+
+    /// A CPU backend for every layer of `model`, running on `exec` at
+    /// `precision`, with the rest of a session's memory:
+    ///
+    /// ```ignore
+    /// let p = bufs.cpu(&model, &exec, Precision::Exact)?;
+    /// let mut backend = p.backend;
+    /// let mut session = Session::new(&model.config, &mut backend, p.logits, p.candidates)?;
+    /// ```
+    pub fn cpu<'a>(
+        &'a mut self,
+        model: &'a Model<'a>,
+        exec: &'a dyn Executor,
+        precision: Precision,
+    ) -> Result<CpuParts<'a>, SessionError> {
+        let cfg = &model.config;
+        let (floats, logits) = SessionSizes::split(cfg, &mut self.floats)?;
+        let backend = CpuBackend::new(
+            model,
+            exec,
+            0..cfg.n_layers,
+            self.max_context,
+            self.max_batch,
+            floats,
+        )
+        .map_err(|_| SessionError::BuffersTooSmall)?
+        .with_precision(precision);
+        Ok(CpuParts {
+            backend,
+            logits,
+            candidates: &mut self.candidates,
         })
     }
 }

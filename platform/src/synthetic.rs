@@ -6,6 +6,7 @@
 //! and a SentencePiece vocabulary with byte fallback.
 
 use crate::gguf_writer::{GgufWriter, MetaValue};
+use gemma_core::weights::{Role, TensorId};
 
 #[derive(Clone, Copy, Debug)]
 pub struct TinySpec {
@@ -162,43 +163,47 @@ pub fn tiny_model(spec: &TinySpec) -> Vec<u8> {
     let gain =
         |rng: &mut Rng, n: u64| -> Vec<f32> { (0..n).map(|_| 1.0 + 0.2 * rng.next()).collect() };
     let g = gain(&mut rng, d);
-    w.tensor_f32("output_norm.weight", &[d], &g);
+    w.tensor_f32(&TensorId::global(Role::FinalNorm).gguf_name(), &[d], &g);
     let e = rng.fill((vocab * d) as usize, 0.5);
-    w.tensor_f32("token_embd.weight", &[d, vocab], &e);
+    w.tensor_f32(
+        &TensorId::global(Role::Embedding).gguf_name(),
+        &[d, vocab],
+        &e,
+    );
     for l in 0..spec.n_layers {
-        let name = |s: &str| format!("blk.{l}.{s}");
+        let name = |role| TensorId::layer(role, l as usize).gguf_name().to_string();
         let inv = |n: u64| 1.0 / (n as f32).sqrt();
         let t = gain(&mut rng, d);
-        w.tensor_f32(&name("attn_norm.weight"), &[d], &t);
+        w.tensor_f32(&name(Role::AttnNorm), &[d], &t);
         let t = rng.fill((q * d) as usize, inv(d));
-        w.tensor_f32(&name("attn_q.weight"), &[d, q], &t);
+        w.tensor_f32(&name(Role::Q), &[d, q], &t);
         let t = rng.fill((kv * d) as usize, inv(d));
-        w.tensor_f32(&name("attn_k.weight"), &[d, kv], &t);
+        w.tensor_f32(&name(Role::K), &[d, kv], &t);
         let t = rng.fill((kv * d) as usize, inv(d));
-        w.tensor_f32(&name("attn_v.weight"), &[d, kv], &t);
+        w.tensor_f32(&name(Role::V), &[d, kv], &t);
         let t = rng.fill((d * q) as usize, inv(q));
-        w.tensor_f32(&name("attn_output.weight"), &[q, d], &t);
+        w.tensor_f32(&name(Role::O), &[q, d], &t);
         if a == "gemma3" {
             let t = gain(&mut rng, hd);
-            w.tensor_f32(&name("attn_q_norm.weight"), &[hd], &t);
+            w.tensor_f32(&name(Role::QNorm), &[hd], &t);
             let t = gain(&mut rng, hd);
-            w.tensor_f32(&name("attn_k_norm.weight"), &[hd], &t);
+            w.tensor_f32(&name(Role::KNorm), &[hd], &t);
         }
         let t = gain(&mut rng, d);
         if a != "gemma" {
-            w.tensor_f32(&name("post_attention_norm.weight"), &[d], &t);
+            w.tensor_f32(&name(Role::PostAttnNorm), &[d], &t);
         }
         let t = gain(&mut rng, d);
-        w.tensor_f32(&name("ffn_norm.weight"), &[d], &t);
+        w.tensor_f32(&name(Role::FfnNorm), &[d], &t);
         let t = rng.fill((ff * d) as usize, inv(d));
-        w.tensor_f32(&name("ffn_gate.weight"), &[d, ff], &t);
+        w.tensor_f32(&name(Role::Gate), &[d, ff], &t);
         let t = rng.fill((ff * d) as usize, inv(d));
-        w.tensor_f32(&name("ffn_up.weight"), &[d, ff], &t);
+        w.tensor_f32(&name(Role::Up), &[d, ff], &t);
         let t = rng.fill((d * ff) as usize, inv(ff));
-        w.tensor_f32(&name("ffn_down.weight"), &[ff, d], &t);
+        w.tensor_f32(&name(Role::Down), &[ff, d], &t);
         let t = gain(&mut rng, d);
         if a != "gemma" {
-            w.tensor_f32(&name("post_ffw_norm.weight"), &[d], &t);
+            w.tensor_f32(&name(Role::PostFfwNorm), &[d], &t);
         }
     }
     w.to_bytes()

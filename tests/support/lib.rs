@@ -170,9 +170,12 @@ pub fn teacher_forced_stats(
     let vocab = model.config.vocab_size;
     let exec = RayonExecutor::new(0).unwrap();
     let batch = 64;
-    let mut bufs = SessionBuffers::new(&model, total, batch).unwrap();
+    let mut bufs = SessionBuffers::new(&model.config, total, batch).unwrap();
+    let precision = loaded.precision();
+    let parts = bufs.cpu(&model, &exec, precision).unwrap();
+    let mut backend = parts.backend;
     let mut session =
-        Session::new(&model, total, batch, &mut bufs.floats, &mut bufs.candidates).unwrap();
+        Session::new(&model.config, &mut backend, parts.logits, parts.candidates).unwrap();
     let last_prompt = input.len() - 1;
     let mut worst = 0f32;
     let mut kl_sum = 0f64;
@@ -217,15 +220,14 @@ pub fn teacher_forced_stats(
     let mut logits = vec![0f32; batch * vocab];
     let mut pos = 0;
     for chunk in input.chunks(batch) {
-        let hidden = session.forward_chunk(&exec, chunk, 0).unwrap();
-        model.logits(&exec, hidden, chunk.len(), &mut logits);
+        session.forward_logits(chunk, &mut logits).unwrap();
         for row in logits.chunks_exact(vocab).take(chunk.len()) {
             check(pos, row);
             pos += 1;
         }
     }
     for &t in &greedy {
-        let row = session.step(&exec, t).unwrap().to_vec();
+        let row = session.step(t).unwrap().to_vec();
         check(pos, &row);
         pos += 1;
     }
@@ -233,7 +235,7 @@ pub fn teacher_forced_stats(
     eprintln!(
         "prompt {i} ({:?}): {total} positions, worst top-20 logit difference {worst:.2e}, \
          mean top-20 KL {:.3e}",
-        model.precision,
+        precision,
         kl_sum / kl_steps.max(1) as f64
     );
     Forced {

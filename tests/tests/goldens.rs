@@ -3,6 +3,8 @@
 //! logits at every step, free-running greedy text, and the sliding window.
 
 use gemma_core::generate::{GenerateOptions, Session};
+use gemma_core::kernels::Precision;
+use gemma_core::model::{Inputs, Prompt};
 use gemma_core::sampling::Sampler;
 use gemma_platform::{LoadedModel, RayonExecutor, SessionBuffers};
 use gemma_tests::{goldens, real_model_path, tolerance, u32s};
@@ -121,20 +123,26 @@ fn greedy_generation_matches_goldens_until_first_near_tie() {
             .unwrap_or(greedy.len())
             .min(greedy.len());
         let ctx = input.len() + greedy.len();
-        let mut bufs = SessionBuffers::new(&model, ctx, 128).unwrap();
+        let mut bufs = SessionBuffers::new(&model.config, ctx, 128).unwrap();
+        let parts = bufs.cpu(&model, &exec, Precision::Exact).unwrap();
+        let mut backend = parts.backend;
         let mut session =
-            Session::new(&model, ctx, 128, &mut bufs.floats, &mut bufs.candidates).unwrap();
+            Session::new(&model.config, &mut backend, parts.logits, parts.candidates).unwrap();
         let opts = GenerateOptions {
             max_new_tokens: greedy.len(),
             stop_tokens: &[],
-            prefix_end: 0,
         };
         let mut out = vec![];
         session
-            .generate(&exec, &input, &mut Sampler::greedy(), &opts, &mut |t| {
-                out.push(t);
-                true
-            })
+            .generate(
+                Prompt::tokens(&input),
+                &mut Sampler::greedy(),
+                &opts,
+                &mut |t| {
+                    out.push(t);
+                    true
+                },
+            )
             .unwrap();
         assert_eq!(
             out[..agree],
@@ -156,17 +164,15 @@ fn final_hidden_state_matches_golden_intermediate() {
     let loaded = model();
     let model = loaded.model();
     let exec = RayonExecutor::new(0).unwrap();
-    let mut bufs = SessionBuffers::new(&model, ids.len(), ids.len()).unwrap();
-    let mut session = Session::new(
-        &model,
-        ids.len(),
-        ids.len(),
-        &mut bufs.floats,
-        &mut bufs.candidates,
-    )
-    .unwrap();
-    let hidden = session.forward_chunk(&exec, &ids, 0).unwrap();
+    let mut bufs = SessionBuffers::new(&model.config, ids.len(), ids.len()).unwrap();
+    let parts = bufs.cpu(&model, &exec, Precision::Exact).unwrap();
+    let mut backend = parts.backend;
+    let mut session =
+        Session::new(&model.config, &mut backend, parts.logits, parts.candidates).unwrap();
+    session.forward_chunk(Inputs::Tokens(&ids), &[]).unwrap();
     let d = model.config.d_model;
+    let mut hidden = vec![0f32; ids.len() * d];
+    session.read_hidden(&mut hidden).unwrap();
     assert_eq!(shape.iter().product::<usize>(), d);
     let last = &hidden[(ids.len() - 1) * d..];
     let worst = last

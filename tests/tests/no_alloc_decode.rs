@@ -4,7 +4,8 @@
 use gemma_core::exec::{Executor, Serial};
 use gemma_core::format::gguf::Gguf;
 use gemma_core::generate::{GenerateOptions, Session};
-use gemma_core::model::Model;
+use gemma_core::kernels::Precision;
+use gemma_core::model::Prompt;
 use gemma_core::sampling::{Sampler, SamplingParams};
 use gemma_platform::synthetic::{tiny_model, TinySpec};
 use gemma_platform::{RayonExecutor, SessionBuffers};
@@ -58,9 +59,12 @@ static GLOBAL: Counting = Counting;
 fn allocations_while_decoding(exec: &dyn Executor, n: usize) -> usize {
     let bytes = tiny_model(&TinySpec::default());
     let g = Gguf::parse(&bytes).unwrap();
-    let model = Model::from_gguf(&g).unwrap();
-    let mut bufs = SessionBuffers::new(&model, 64, 8).unwrap();
-    let mut session = Session::new(&model, 64, 8, &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let model = gemma_core::load::gguf::model(&g).unwrap();
+    let mut bufs = SessionBuffers::new(&model.config, 64, 8).unwrap();
+    let parts = bufs.cpu(&model, exec, Precision::Exact).unwrap();
+    let mut backend = parts.backend;
+    let mut session =
+        Session::new(&model.config, &mut backend, parts.logits, parts.candidates).unwrap();
     let mut sampler = Sampler::new(SamplingParams {
         temperature: 0.9,
         top_k: 0,
@@ -74,22 +78,20 @@ fn allocations_while_decoding(exec: &dyn Executor, n: usize) -> usize {
     let opts = GenerateOptions {
         max_new_tokens: 2,
         stop_tokens: &[],
-        prefix_end: 0,
     };
     session
-        .generate(exec, &prompt, &mut sampler, &opts, &mut |_| true)
+        .generate(Prompt::tokens(&prompt), &mut sampler, &opts, &mut |_| true)
         .unwrap();
     session.reset();
 
     let opts = GenerateOptions {
         max_new_tokens: n,
         stop_tokens: &[],
-        prefix_end: 0,
     };
     let mut generated = 0usize;
     ALLOCS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
-    let outcome = session.generate(exec, &prompt, &mut sampler, &opts, &mut |_| {
+    let outcome = session.generate(Prompt::tokens(&prompt), &mut sampler, &opts, &mut |_| {
         generated += 1;
         true
     });

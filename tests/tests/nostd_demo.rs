@@ -4,6 +4,8 @@
 //! equal those of the std path on the same tiny model.
 
 use gemma_core::generate::{GenerateOptions, Session};
+use gemma_core::kernels::Precision;
+use gemma_core::model::Prompt;
 use gemma_core::sampling::Sampler;
 use gemma_platform::synthetic::{tiny_model, TinySpec};
 use gemma_platform::{LoadedModel, SessionBuffers};
@@ -68,18 +70,21 @@ fn nostd_static_library_tokenizes_and_generates_like_the_std_path() {
     let model = loaded.model();
     let mut prompt = vec![tok.bos_id()];
     prompt.extend(tok.encode_to_vec("hello the", true).unwrap());
-    let mut bufs = SessionBuffers::new(&model, 32, 8).unwrap();
-    let mut session = Session::new(&model, 32, 8, &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let mut bufs = SessionBuffers::new(&model.config, 32, 8).unwrap();
+    let parts = bufs
+        .cpu(&model, &gemma_core::exec::Serial, Precision::Exact)
+        .unwrap();
+    let mut backend = parts.backend;
+    let mut session =
+        Session::new(&model.config, &mut backend, parts.logits, parts.candidates).unwrap();
     let opts = GenerateOptions {
         max_new_tokens: 8,
         stop_tokens: &[],
-        prefix_end: 0,
     };
     let mut want = vec![];
     session
         .generate(
-            &gemma_core::exec::Serial,
-            &prompt,
+            Prompt::tokens(&prompt),
             &mut Sampler::greedy(),
             &opts,
             &mut |t| {

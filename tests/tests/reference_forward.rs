@@ -1,22 +1,122 @@
 //! The forward pass against a naive float64 reference written from the
-//! architecture's definition, on tiny synthetic Gemma 2 and Gemma 3 models:
+//! architecture's definition, on tiny synthetic Gemma 1, 2 and 3 models:
 //! sliding windows over a ring buffer, global layers, GQA, QK-norm,
-//! soft-caps, batching, and the bidirectional prefix (prefix-LM) mode.
+//! soft-caps, batching, embedding rows among the tokens, bidirectional
+//! spans (PaliGemma's prefix, Gemma 3's image blocks), and the layers split
+//! over two backends.
+//!
+//! The reference reads the GGUF metadata itself and applies Gemma's rules
+//! as the public model definitions (Hugging Face's `modeling_gemma*.py`)
+//! state them; nothing of the engine's `ModelConfig` goes into it, so a
+//! wrong rule in the engine's config derivation fails here.
 
+use gemma_core::cpu::CpuBackend;
 use gemma_core::exec::Serial;
 use gemma_core::format::gguf::Gguf;
-use gemma_core::generate::Session;
-use gemma_core::model::{Model, ModelConfig};
+use gemma_core::generate::{Session, SessionSizes};
+use gemma_core::kernels::Precision;
+use gemma_core::load;
+use gemma_core::model::{ForwardError, Input, Inputs, Model, Prompt, Span, Stage};
 use gemma_core::quant;
+use gemma_core::sampling::Candidate;
 use gemma_platform::synthetic::{tiny_model, TinySpec};
 use gemma_platform::SessionBuffers;
 
+/// Gemma's rules for a GGUF file, restated here from the model definitions.
+struct Rules {
+    arch: String,
+    n_layers: usize,
+    d: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    eps: f64,
+    window: usize,
+    theta: f64,
+    attn_cap: f64,
+    final_cap: f64,
+}
+
+impl Rules {
+    fn from_gguf(g: &Gguf) -> Self {
+        let arch = g.architecture().unwrap().to_string();
+        let uint = |k: &str| g.get_u64(&format!("{arch}.{k}")).unwrap() as usize;
+        let float = |k: &str| g.get_f32(&format!("{arch}.{k}")).map(f64::from);
+        let gemma2 = arch == "gemma2";
+        Rules {
+            n_layers: uint("block_count"),
+            d: uint("embedding_length"),
+            nh: uint("attention.head_count"),
+            nkv: uint("attention.head_count_kv"),
+            hd: uint("attention.key_length"),
+            eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-6),
+            window: if arch == "gemma" {
+                0
+            } else {
+                uint("attention.sliding_window")
+            },
+            theta: float("rope.freq_base").unwrap_or(10_000.0),
+            // Soft-caps exist in Gemma 2 only.
+            attn_cap: if gemma2 {
+                float("attn_logit_softcapping").unwrap_or(50.0)
+            } else {
+                0.0
+            },
+            final_cap: if gemma2 {
+                float("final_logit_softcapping").unwrap_or(30.0)
+            } else {
+                0.0
+            },
+            arch,
+        }
+    }
+
+    /// Gemma 2: `is_sliding = not bool(layer_idx % 2)`; Gemma 3:
+    /// `is_sliding = bool((layer_idx + 1) % sliding_window_pattern)`, 6.
+    fn is_local(&self, l: usize) -> bool {
+        match self.arch.as_str() {
+            "gemma2" => l.is_multiple_of(2),
+            "gemma3" => !(l + 1).is_multiple_of(6),
+            _ => false,
+        }
+    }
+
+    /// Gemma 3's sliding layers rotate with `rope_local_base_freq` (10000).
+    fn rope_base(&self, l: usize) -> f64 {
+        if self.arch == "gemma3" && self.is_local(l) {
+            10_000.0
+        } else {
+            self.theta
+        }
+    }
+
+    fn qk_norm(&self) -> bool {
+        self.arch == "gemma3"
+    }
+
+    fn post_norms(&self) -> bool {
+        self.arch != "gemma"
+    }
+}
+
+/// One position of a reference prompt.
+#[derive(Clone)]
+enum RefInput {
+    Token(u32),
+    Row(Vec<f32>),
+}
+
 struct Reference<'a> {
     g: Gguf<'a>,
-    cfg: ModelConfig,
+    r: Rules,
 }
 
 impl Reference<'_> {
+    fn new(g: Gguf) -> Reference {
+        let r = Rules::from_gguf(&g);
+        Reference { g, r }
+    }
+
     fn tensor(&self, name: &str) -> Vec<f64> {
         let t = self.g.tensor(name).unwrap_or_else(|| panic!("{name}"));
         let mut out = vec![0f32; t.n_elements() as usize];
@@ -28,11 +128,20 @@ impl Reference<'_> {
         self.tensor(&format!("blk.{l}.{name}"))
     }
 
-    /// Logits at every position of `tokens`.
-    fn logits(&self, tokens: &[u32], prefix_end: usize) -> Vec<Vec<f64>> {
-        let c = &self.cfg;
-        let (d, hd, nh, nkv) = (c.d_model, c.head_dim, c.n_heads, c.n_kv_heads);
-        let eps = c.rms_eps as f64;
+    /// Logits at every position of `tokens`, causal.
+    fn logits(&self, tokens: &[u32]) -> Vec<Vec<f64>> {
+        let inputs: Vec<RefInput> = tokens.iter().map(|&t| RefInput::Token(t)).collect();
+        self.logits_of(&inputs, &[])
+    }
+
+    /// Logits at every position; positions inside one of `spans` see each
+    /// other both ways (Hugging Face ORs its token-type mask onto the
+    /// causal, sliding-window one).
+    fn logits_of(&self, inputs: &[RefInput], spans: &[(usize, usize)]) -> Vec<Vec<f64>> {
+        let c = &self.r;
+        let (d, hd, nh, nkv) = (c.d, c.hd, c.nh, c.nkv);
+        let eps = c.eps;
+        // GGUF gains already hold Gemma's `1 + w`.
         let norm = |x: &[f64], g: &[f64]| -> Vec<f64> {
             let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
             let inv = 1.0 / (ms + eps).sqrt();
@@ -52,9 +161,9 @@ impl Reference<'_> {
                 v[i + half] = b * ang.cos() + a * ang.sin();
             }
         };
-        let cap = |x: f64, cap: f32| {
+        let cap = |x: f64, cap: f64| {
             if cap > 0.0 {
-                cap as f64 * (x / cap as f64).tanh()
+                cap * (x / cap).tanh()
             } else {
                 x
             }
@@ -63,25 +172,31 @@ impl Reference<'_> {
             0.5 * x
                 * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
         };
+        let same_span = |a: usize, b: usize| {
+            spans
+                .iter()
+                .any(|&(s, e)| (s..e).contains(&a) && (s..e).contains(&b))
+        };
 
         let embed = self.tensor("token_embd.weight");
-        let n = tokens.len();
-        let mut x: Vec<Vec<f64>> = tokens
+        let n = inputs.len();
+        // Token rows are scaled by sqrt(d_model); given rows are not.
+        let mut x: Vec<Vec<f64>> = inputs
             .iter()
-            .map(|&t| {
-                embed[t as usize * d..(t as usize + 1) * d]
+            .map(|input| match input {
+                RefInput::Token(t) => embed[*t as usize * d..(*t as usize + 1) * d]
                     .iter()
                     .map(|v| v * (d as f64).sqrt())
-                    .collect()
+                    .collect(),
+                RefInput::Row(r) => r.iter().map(|&v| v as f64).collect(),
             })
             .collect();
+        // Queries are scaled by 1/sqrt(query_pre_attn_scalar) = 1/sqrt(head_dim)
+        // for these models.
+        let query_scale = 1.0 / (hd as f64).sqrt();
         for l in 0..c.n_layers {
             let local = c.is_local(l);
-            let base = if local {
-                c.rope_base_local
-            } else {
-                c.rope_base_global
-            } as f64;
+            let base = c.rope_base(l);
             let (wq, wk, wv, wo) = (
                 self.layer(l, "attn_q.weight"),
                 self.layer(l, "attn_k.weight"),
@@ -96,14 +211,14 @@ impl Reference<'_> {
                 let mut qt = matvec(&wq, &h);
                 let mut kt = matvec(&wk, &h);
                 for head in qt.chunks_exact_mut(hd) {
-                    if c.qk_norm {
+                    if c.qk_norm() {
                         head.copy_from_slice(&norm(head, &self.layer(l, "attn_q_norm.weight")));
                     }
                     rope(head, t, base);
-                    head.iter_mut().for_each(|e| *e *= c.query_scale as f64);
+                    head.iter_mut().for_each(|e| *e *= query_scale);
                 }
                 for head in kt.chunks_exact_mut(hd) {
-                    if c.qk_norm {
+                    if c.qk_norm() {
                         head.copy_from_slice(&norm(head, &self.layer(l, "attn_k_norm.weight")));
                     }
                     rope(head, t, base);
@@ -117,7 +232,8 @@ impl Reference<'_> {
                 for h in 0..nh {
                     let g = h / (nh / nkv);
                     let visible = |j: usize| {
-                        (j <= t || j < prefix_end) && (!local || t.abs_diff(j) < c.sliding_window)
+                        let causal = j <= t && (!local || t - j < c.window);
+                        causal || same_span(t, j)
                     };
                     let keys: Vec<usize> = (0..n).filter(|&j| visible(j)).collect();
                     let scores: Vec<f64> = keys
@@ -125,7 +241,7 @@ impl Reference<'_> {
                         .map(|&j| {
                             cap(
                                 (0..hd).map(|i| q[t][h * hd + i] * k[j][g * hd + i]).sum(),
-                                c.attn_softcap,
+                                c.attn_cap,
                             )
                         })
                         .collect();
@@ -139,7 +255,7 @@ impl Reference<'_> {
                     }
                 }
                 let post = |x: Vec<f64>, name: &str| {
-                    if c.post_norms {
+                    if c.post_norms() {
                         norm(&x, &self.layer(l, name))
                     } else {
                         x
@@ -163,36 +279,52 @@ impl Reference<'_> {
             .map(|xt| {
                 matvec(&embed, &norm(xt, &fnorm))
                     .into_iter()
-                    .map(|v| cap(v, c.final_softcap))
+                    .map(|v| cap(v, c.final_cap))
                     .collect()
             })
             .collect()
     }
 }
 
-/// Our logits at every position, feeding `tokens` in passes of `batch`.
-fn ours(model: &Model, tokens: &[u32], batch: usize, prefix_end: usize) -> Vec<Vec<f32>> {
-    let mut bufs = SessionBuffers::new(model, tokens.len(), batch).unwrap();
-    let mut s = Session::new(
-        model,
-        tokens.len(),
-        batch,
-        &mut bufs.floats,
-        &mut bufs.candidates,
-    )
-    .unwrap();
-    let vocab = model.config.vocab_size;
+/// Where a pass of at most `batch` inputs from `from` ends without cutting
+/// a span (as `Session::prefill` cuts its passes).
+fn pass_end(from: usize, n: usize, batch: usize, spans: &[Span]) -> usize {
+    let cut = (from + batch).min(n);
+    spans
+        .iter()
+        .find(|s| s.start > from && s.start < cut && cut < s.end)
+        .map_or(cut, |s| s.start)
+}
+
+/// Our logits at every position, feeding `inputs` in passes of at most
+/// `batch` through `session`.
+fn logits_of(session: &mut Session, inputs: Inputs, spans: &[Span], vocab: usize) -> Vec<Vec<f32>> {
     let mut out = vec![];
-    let mut first = true;
-    for chunk in tokens.chunks(batch) {
-        let pe = if first { prefix_end } else { 0 };
-        first = false;
-        let hidden = s.forward_chunk(&Serial, chunk, pe).unwrap().to_vec();
-        let mut logits = vec![0f32; chunk.len() * vocab];
-        model.logits(&Serial, &hidden, chunk.len(), &mut logits);
+    let mut from = 0;
+    while from < inputs.len() {
+        let end = pass_end(from, inputs.len(), session.max_batch(), spans);
+        session
+            .forward_chunk(inputs.slice(from..end), spans)
+            .unwrap();
+        let mut logits = vec![0f32; (end - from) * vocab];
+        session.logits_rows(0..end - from, &mut logits).unwrap();
         out.extend(logits.chunks_exact(vocab).map(|r| r.to_vec()));
+        from = end;
     }
     out
+}
+
+/// Our logits at every position on one CPU backend.
+fn ours_of(model: &Model, inputs: Inputs, batch: usize, spans: &[Span]) -> Vec<Vec<f32>> {
+    let mut bufs = SessionBuffers::new(&model.config, inputs.len(), batch).unwrap();
+    let parts = bufs.cpu(model, &Serial, Precision::Exact).unwrap();
+    let mut backend = parts.backend;
+    let mut s = Session::new(&model.config, &mut backend, parts.logits, parts.candidates).unwrap();
+    logits_of(&mut s, inputs, spans, model.config.vocab_size)
+}
+
+fn ours(model: &Model, tokens: &[u32], batch: usize) -> Vec<Vec<f32>> {
+    ours_of(model, Inputs::Tokens(tokens), batch, &[])
 }
 
 fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f64>]) -> f64 {
@@ -207,14 +339,10 @@ const TOKENS: [u32; 13] = [2, 9, 17, 40, 7, 7, 100, 255, 31, 12, 6, 70, 3];
 fn check(spec: TinySpec) {
     let bytes = tiny_model(&spec);
     let g = Gguf::parse(&bytes).unwrap();
-    let model = Model::from_gguf(&g).unwrap();
-    let reference = Reference {
-        g,
-        cfg: model.config,
-    };
-    let want = reference.logits(&TOKENS, 0);
+    let model = load::gguf::model(&g).unwrap();
+    let want = Reference::new(g).logits(&TOKENS);
     for batch in [1, 3, TOKENS.len()] {
-        let got = ours(&model, &TOKENS, batch, 0);
+        let got = ours(&model, &TOKENS, batch);
         let diff = max_abs_diff(&got, &want);
         assert!(
             diff < 1e-4,
@@ -252,33 +380,195 @@ fn gemma1_forward_without_post_norms_or_windows_matches_reference() {
 fn prefix_lm_attention_matches_reference() {
     let bytes = tiny_model(&TinySpec::default());
     let g = Gguf::parse(&bytes).unwrap();
-    let model = Model::from_gguf(&g).unwrap();
-    let reference = Reference {
-        g,
-        cfg: model.config,
-    };
-    let prefix_end = 6;
-    let want = reference.logits(&TOKENS, prefix_end);
-    let causal = reference.logits(&TOKENS, 0);
+    let model = load::gguf::model(&g).unwrap();
+    let reference = Reference::new(g);
+    let prefix = [Span::new(0, 6)];
+    let inputs: Vec<RefInput> = TOKENS.iter().map(|&t| RefInput::Token(t)).collect();
+    let want = reference.logits_of(&inputs, &[(0, 6)]);
+    let causal = reference.logits(&TOKENS);
     // The prefix really changes what early positions see.
-    assert!(max_abs_diff(&ours(&model, &TOKENS, TOKENS.len(), 0), &want) > 1e-3);
-    for batch in [prefix_end, 8, TOKENS.len()] {
-        let got = ours(&model, &TOKENS, batch, prefix_end);
+    assert!(max_abs_diff(&ours(&model, &TOKENS, TOKENS.len()), &want) > 1e-3);
+    for batch in [6, 8, TOKENS.len()] {
+        let got = ours_of(&model, Inputs::Tokens(&TOKENS), batch, &prefix);
         let diff = max_abs_diff(&got, &want);
         assert!(diff < 1e-4, "batch {batch}: max |diff| {diff}");
     }
-    let diff = max_abs_diff(&ours(&model, &TOKENS, 4, 0), &causal);
+    let diff = max_abs_diff(&ours(&model, &TOKENS, 4), &causal);
     assert!(diff < 1e-4, "causal: {diff}");
 }
 
+/// Rows of `d` values in about (-2, 2): an image encoder's output stand-in.
+fn rows(n: usize, d: usize, seed: u32) -> Vec<Vec<f32>> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            (0..d)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 17;
+                    s ^= s << 5;
+                    (s % 4001) as f32 / 1000.0 - 2.0
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Four embedding rows in the middle of a prompt, attending to each other
+/// both ways (as the 256 soft tokens of a Gemma 3 image do), between
+/// tokens that stay causal: the logits equal the reference's with the same
+/// mask, whatever the pass size (a pass ends before the block rather than
+/// cut it), and differ from a causal run.
 #[test]
-fn a_prefix_split_across_passes_is_refused() {
+fn embedding_rows_in_a_bidirectional_span_match_the_reference() {
+    for spec in [
+        TinySpec::default(),
+        TinySpec {
+            arch: "gemma2",
+            sliding_window: 3,
+            seed: 11,
+            ..TinySpec::default()
+        },
+    ] {
+        let bytes = tiny_model(&spec);
+        let g = Gguf::parse(&bytes).unwrap();
+        let model = load::gguf::model(&g).unwrap();
+        let reference = Reference::new(g);
+        let image = rows(4, spec.d_model as usize, 99);
+        let mut refs: Vec<RefInput> = TOKENS[..5].iter().map(|&t| RefInput::Token(t)).collect();
+        refs.extend(image.iter().map(|r| RefInput::Row(r.clone())));
+        refs.extend(TOKENS[5..].iter().map(|&t| RefInput::Token(t)));
+        let mut inputs: Vec<Input> = TOKENS[..5].iter().map(|&t| Input::Token(t)).collect();
+        inputs.extend(image.iter().map(|r| Input::Embedding(r)));
+        inputs.extend(TOKENS[5..].iter().map(|&t| Input::Token(t)));
+        let (start, end) = (5, 9);
+        let spans = [Span::new(start, end)];
+        let want = reference.logits_of(&refs, &[(start, end)]);
+        let causal = reference.logits_of(&refs, &[]);
+        assert!(
+            max_abs_diff(
+                &ours_of(&model, Inputs::Mixed(&inputs), inputs.len(), &[]),
+                &want
+            ) > 1e-3,
+            "{}: the span changes nothing",
+            spec.arch
+        );
+        for batch in [4, 7, inputs.len()] {
+            let got = ours_of(&model, Inputs::Mixed(&inputs), batch, &spans);
+            let diff = max_abs_diff(&got, &want);
+            assert!(
+                diff < 1e-4,
+                "{} batch {batch}: max |diff| {diff}",
+                spec.arch
+            );
+        }
+        let got = ours_of(&model, Inputs::Mixed(&inputs), 5, &[]);
+        let diff = max_abs_diff(&got, &causal);
+        assert!(diff < 1e-4, "{} causal: max |diff| {diff}", spec.arch);
+    }
+}
+
+/// `Session::prefill` cuts its passes before a span, and refuses one that
+/// cannot fit a pass; a pass that would cut a span is refused.
+#[test]
+fn spans_are_never_cut_across_passes() {
     let bytes = tiny_model(&TinySpec::default());
     let g = Gguf::parse(&bytes).unwrap();
-    let model = Model::from_gguf(&g).unwrap();
-    let mut bufs = SessionBuffers::new(&model, 16, 4).unwrap();
-    let mut s = Session::new(&model, 16, 4, &mut bufs.floats, &mut bufs.candidates).unwrap();
-    assert!(s.forward_chunk(&Serial, &TOKENS[..4], 6).is_err());
+    let model = load::gguf::model(&g).unwrap();
+    let mut bufs = SessionBuffers::new(&model.config, 16, 4).unwrap();
+    let parts = bufs.cpu(&model, &Serial, Precision::Exact).unwrap();
+    let mut backend = parts.backend;
+    let mut s = Session::new(&model.config, &mut backend, parts.logits, parts.candidates).unwrap();
+    let err = s
+        .forward_chunk(Inputs::Tokens(&TOKENS[..4]), &[Span::new(2, 6)])
+        .unwrap_err();
+    assert_eq!(err, ForwardError::SpanSplit.into());
+    s.reset();
+    let err = s
+        .prefill(Prompt {
+            inputs: Inputs::Tokens(&TOKENS[..8]),
+            spans: &[Span::new(1, 6)],
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            gemma_core::generate::SessionError::SpanTooLong {
+                len: 5,
+                max_batch: 4
+            }
+        ),
+        "{err:?}"
+    );
+    s.reset();
+    let last = s
+        .prefill(Prompt {
+            inputs: Inputs::Tokens(&TOKENS[..8]),
+            spans: &[Span::new(3, 7)],
+        })
+        .unwrap()
+        .to_vec();
+    let want = Reference::new(Gguf::parse(&bytes).unwrap()).logits_of(
+        &TOKENS[..8]
+            .iter()
+            .map(|&t| RefInput::Token(t))
+            .collect::<Vec<_>>(),
+        &[(3, 7)],
+    );
+    assert!(max_abs_diff(&[last], &want[7..]) < 1e-4);
+}
+
+/// The layers split over two CPU backends, each with the KV cache of its
+/// own layers, the residual stream handed over once per pass: the logits
+/// of a single backend, across passes and decode steps.
+#[test]
+fn layers_split_over_two_backends_give_the_same_logits() {
+    let bytes = tiny_model(&TinySpec::default());
+    let g = Gguf::parse(&bytes).unwrap();
+    let model = load::gguf::model(&g).unwrap();
+    let cfg = &model.config;
+    let (ctx, batch, split) = (16, 4, 2);
+    let want = ours(&model, &TOKENS, batch);
+    let len = |layers| CpuBackend::required_len(cfg, layers, ctx, batch).unwrap();
+    let (mut a, mut b) = (
+        vec![0f32; len(0..split)],
+        vec![0f32; len(split..cfg.n_layers)],
+    );
+    let mut first = CpuBackend::new(&model, &Serial, 0..split, ctx, batch, &mut a).unwrap();
+    let mut second =
+        CpuBackend::new(&model, &Serial, split..cfg.n_layers, ctx, batch, &mut b).unwrap();
+    let mut staging = vec![0f32; batch * cfg.d_model];
+    let mut logits = vec![0f32; cfg.vocab_size];
+    let mut candidates = vec![Candidate::default(); cfg.vocab_size];
+    let stages = [
+        Stage {
+            layers: 0..split,
+            backend: &mut first,
+        },
+        Stage {
+            layers: split..cfg.n_layers,
+            backend: &mut second,
+        },
+    ];
+    let mut s = Session::staged(cfg, stages, &mut staging, &mut logits, &mut candidates).unwrap();
+    let got = logits_of(&mut s, Inputs::Tokens(&TOKENS), &[], cfg.vocab_size);
+    for (p, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "position {p}");
+    }
+    // Stages that leave a layer out, or hand one to a backend without its
+    // cache, are refused.
+    let mut c = vec![0f32; len(0..split)];
+    let mut only_first = CpuBackend::new(&model, &Serial, 0..split, ctx, batch, &mut c).unwrap();
+    let partial = [Stage {
+        layers: 0..split,
+        backend: &mut only_first,
+    }];
+    let mut staging = vec![0f32; batch * cfg.d_model];
+    let mut logits = vec![0f32; cfg.vocab_size];
+    let mut candidates = vec![Candidate::default(); cfg.vocab_size];
+    assert!(Session::staged(cfg, partial, &mut staging, &mut logits, &mut candidates).is_err());
+    let sizes = SessionSizes::new(cfg, ctx, batch).unwrap();
+    assert!(sizes.floats > len(0..split));
 }
 
 /// A conversation continued turn after turn (prefix reuse, rewinds within
@@ -290,18 +580,18 @@ fn conversation_reuses_the_cache_and_matches_fresh_runs() {
     use gemma_platform::Conversation;
     let bytes = tiny_model(&TinySpec::default());
     let g = Gguf::parse(&bytes).unwrap();
-    let model = Model::from_gguf(&g).unwrap();
+    let model = load::gguf::model(&g).unwrap();
     let mut conv = Conversation::new(&model, 48, 3).unwrap();
     let opts = GenerateOptions {
         max_new_tokens: 4,
         stop_tokens: &[],
-        prefix_end: 0,
     };
     let fresh = |prompt: &[u32]| {
         let mut c = Conversation::new(&model, 48, 3).unwrap();
         let mut out = vec![];
         c.generate(
             &model,
+            Precision::Exact,
             &Serial,
             prompt,
             &mut Sampler::greedy(),
@@ -321,6 +611,7 @@ fn conversation_reuses_the_cache_and_matches_fresh_runs() {
         let stats = conv
             .generate(
                 &model,
+                Precision::Exact,
                 &Serial,
                 &history,
                 &mut Sampler::greedy(),
@@ -348,6 +639,7 @@ fn conversation_reuses_the_cache_and_matches_fresh_runs() {
     let stats = conv
         .generate(
             &model,
+            Precision::Exact,
             &Serial,
             &other,
             &mut Sampler::greedy(),
@@ -371,10 +663,12 @@ fn running_out_of_context_is_an_error_not_a_panic() {
     use gemma_core::generate::SessionError;
     use gemma_core::model::ForwardError;
     let bytes = tiny();
-    let model = Model::from_gguf(&Gguf::parse(&bytes).unwrap()).unwrap();
-    let mut bufs = SessionBuffers::new(&model, 8, 4).unwrap();
-    let mut s = Session::new(&model, 8, 4, &mut bufs.floats, &mut bufs.candidates).unwrap();
-    let err = s.prefill(&Serial, &TOKENS[..9], 0).unwrap_err();
+    let model = load::gguf::model(&Gguf::parse(&bytes).unwrap()).unwrap();
+    let mut bufs = SessionBuffers::new(&model.config, 8, 4).unwrap();
+    let parts = bufs.cpu(&model, &Serial, Precision::Exact).unwrap();
+    let mut backend = parts.backend;
+    let mut s = Session::new(&model.config, &mut backend, parts.logits, parts.candidates).unwrap();
+    let err = s.prefill(Prompt::tokens(&TOKENS[..9])).unwrap_err();
     assert!(
         matches!(
             err,
@@ -382,23 +676,19 @@ fn running_out_of_context_is_an_error_not_a_panic() {
         ),
         "{err:?}"
     );
-    s.prefill(&Serial, &TOKENS[..8], 0).unwrap();
-    assert!(s.step(&Serial, 5).is_err());
-    assert!(
-        s.step(&Serial, 100_000).is_err(),
-        "token outside the vocabulary"
-    );
+    s.prefill(Prompt::tokens(&TOKENS[..8])).unwrap();
+    assert!(s.step(5).is_err());
+    s.reset();
+    assert!(s.step(100_000).is_err(), "token outside the vocabulary");
     // Generation that reaches the end of the context stops cleanly.
     s.reset();
     let opts = gemma_core::generate::GenerateOptions {
         max_new_tokens: 100,
         stop_tokens: &[],
-        prefix_end: 0,
     };
     let out = s
         .generate(
-            &Serial,
-            &TOKENS[..4],
+            Prompt::tokens(&TOKENS[..4]),
             &mut gemma_core::sampling::Sampler::greedy(),
             &opts,
             &mut |_| true,
@@ -413,18 +703,25 @@ fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
     use gemma_core::generate::{GenerateOptions, StopReason};
     use gemma_core::sampling::Sampler;
     let bytes = tiny();
-    let model = Model::from_gguf(&Gguf::parse(&bytes).unwrap()).unwrap();
-    let mut bufs = SessionBuffers::new(&model, 32, 4).unwrap();
-    let mut s = Session::new(&model, 32, 4, &mut bufs.floats, &mut bufs.candidates).unwrap();
+    let model = load::gguf::model(&Gguf::parse(&bytes).unwrap()).unwrap();
+    let mut bufs = SessionBuffers::new(&model.config, 32, 4).unwrap();
+    let parts = bufs.cpu(&model, &Serial, Precision::Exact).unwrap();
+    let mut backend = parts.backend;
+    let mut s = Session::new(&model.config, &mut backend, parts.logits, parts.candidates).unwrap();
     let prompt = &TOKENS[..5];
     let mut run = |opts: &GenerateOptions, limit: usize| {
         s.reset();
         let mut seen = vec![];
         let o = s
-            .generate(&Serial, prompt, &mut Sampler::greedy(), opts, &mut |t| {
-                seen.push(t);
-                seen.len() < limit
-            })
+            .generate(
+                Prompt::tokens(prompt),
+                &mut Sampler::greedy(),
+                opts,
+                &mut |t| {
+                    seen.push(t);
+                    seen.len() < limit
+                },
+            )
             .unwrap();
         (o, seen)
     };
@@ -432,7 +729,6 @@ fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
         &GenerateOptions {
             max_new_tokens: 6,
             stop_tokens: &[],
-            prefix_end: 0,
         },
         usize::MAX,
     );
@@ -445,7 +741,6 @@ fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
         &GenerateOptions {
             max_new_tokens: 6,
             stop_tokens: &stop,
-            prefix_end: 0,
         },
         usize::MAX,
     );
@@ -456,7 +751,6 @@ fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
         &GenerateOptions {
             max_new_tokens: 6,
             stop_tokens: &[],
-            prefix_end: 0,
         },
         2,
     );

@@ -7,7 +7,7 @@
 
 use gemma_core::codec::{self, Codec};
 use gemma_platform::convert::gguf_to_sbs;
-use gemma_platform::hf::hf_to_sbs;
+use gemma_platform::convert::hf_to_sbs;
 use gemma_platform::LoadedModel;
 use gemma_tests::{real_model_path, teacher_forced, TempDir, Tolerances};
 use serde_json::json;

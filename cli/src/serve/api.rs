@@ -9,7 +9,8 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use gemma_core::sampling::{SamplingError, SamplingParams};
-use gemma_core::tokenizer::Tokenizer;
+use gemma_core::tokenizer::{Tokenizer, TokenizerError};
+use gemma_platform::{ChatTemplate, Speaker};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -222,13 +223,46 @@ pub struct Gen {
     pub stops: Vec<String>,
 }
 
+/// What a request asks the model to continue.
+pub enum PromptText<'a> {
+    /// Raw text (`/v1/completions`): control tokens such as
+    /// `<start_of_turn>` parsed, BOS first, as `gemma run` does.
+    Raw(&'a str),
+    /// A conversation, put in Gemma's chat template (message text stays
+    /// text, control tokens and all).
+    Chat(&'a [(Speaker, String)]),
+}
+
+impl PromptText<'_> {
+    fn tokens(&self, tok: &Tokenizer) -> Result<Vec<u32>, ApiError> {
+        let invalid = |e: TokenizerError| ApiError::bad_request("invalid_prompt", e.to_string());
+        match self {
+            PromptText::Raw(text) => {
+                let mut prompt = vec![tok.bos_id()];
+                prompt.extend(tok.encode_to_vec(text, true).map_err(invalid)?);
+                Ok(prompt)
+            }
+            PromptText::Chat(turns) => {
+                let template = ChatTemplate::new(*tok).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "unsupported_model",
+                        "this model's vocabulary has no <start_of_turn>/<end_of_turn> for chat",
+                    )
+                })?;
+                let turns: Vec<(Speaker, &str)> =
+                    turns.iter().map(|(s, t)| (*s, t.as_str())).collect();
+                template.prompt(&turns).map_err(invalid)
+            }
+        }
+    }
+}
+
 impl Gen {
-    /// Tokenizes `text` (control tokens such as `<start_of_turn>` parsed, BOS
-    /// first, as `gemma run` does) and checks that the prompt and
-    /// `max_tokens` (default: the rest of the context) fit the context.
+    /// Tokenizes the prompt and checks that it and `max_tokens` (default:
+    /// the rest of the context) fit the context.
     pub fn new(
         state: &AppState,
-        text: &str,
+        text: PromptText,
         sampling: &Sampling,
         max_tokens: Option<u64>,
         max_tokens_param: &'static str,
@@ -241,12 +275,7 @@ impl Gen {
                 format!("at most {MAX_STOPS} stop sequences are supported"),
             ));
         }
-        let tok = &state.tokenizer;
-        let mut prompt = vec![tok.bos_id()];
-        prompt.extend(
-            tok.encode_to_vec(text, true)
-                .map_err(|e| ApiError::bad_request("invalid_prompt", e.to_string()))?,
-        );
+        let prompt = text.tokens(&state.tokenizer)?;
         if prompt.len() > state.max_prompt_tokens {
             return Err(ApiError::bad_request(
                 "prompt_too_long",

@@ -4,15 +4,16 @@
 //! `GET /v1beta/models`.
 
 use super::api::{
-    collect, data, json_response, parse_body, sse, submit, ApiError, AppState, Gen, Sampling,
+    collect, data, json_response, parse_body, sse, submit, ApiError, AppState, Gen, PromptText,
+    Sampling,
 };
-use super::openai::{chat_template, Role};
 use super::worker::{Event, Finish, Summary};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use gemma_platform::Speaker;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -77,21 +78,21 @@ fn text_of(c: Content) -> String {
 fn turns(
     req_contents: Vec<Content>,
     system: Option<Content>,
-) -> Result<Vec<(Role, String)>, ApiError> {
+) -> Result<Vec<(Speaker, String)>, ApiError> {
     if req_contents.is_empty() {
         return Err(ApiError::invalid(
             "contents",
             "at least one content is needed",
         ));
     }
-    let mut turns: Vec<(Role, String)> = system
-        .map(|s| (Role::System, text_of(s)))
+    let mut turns: Vec<(Speaker, String)> = system
+        .map(|s| (Speaker::System, text_of(s)))
         .into_iter()
         .collect();
     for c in req_contents {
         let role = match c.role.as_deref() {
-            None | Some("user") => Role::User,
-            Some("model") => Role::Model,
+            None | Some("user") => Speaker::User,
+            Some("model") => Speaker::Model,
             Some(other) => {
                 return Err(ApiError::invalid(
                     "contents",
@@ -158,7 +159,7 @@ pub async fn model_action(
             "only 1 candidate is supported",
         ));
     }
-    let text = chat_template(&turns(req.contents, req.system_instruction)?);
+    let turns = turns(req.contents, req.system_instruction)?;
     let sampling = Sampling {
         temperature: config.temperature,
         top_p: config.top_p,
@@ -168,7 +169,7 @@ pub async fn model_action(
     };
     let gen = Gen::new(
         &state,
-        &text,
+        PromptText::Chat(&turns),
         &sampling,
         config.max_output_tokens,
         "maxOutputTokens",

@@ -90,7 +90,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         ));
     }
     let batch = (a.compute.batch as usize).min(context);
-    let per_conversation = SessionSizes::new(&model, context, batch)
+    let per_conversation = SessionSizes::new(&model.config, context, batch)
         .ok_or("context too large to allocate")?
         .bytes();
     let capacity = (a.cache_mb.saturating_mul(1 << 20) / per_conversation).max(1);

@@ -3,7 +3,7 @@
 
 use super::api::{
     check_n, collect, data, json_response, parse_body, response_id, sse, submit, unix_time,
-    ApiError, AppState, Gen, OneOrMany, Sampling,
+    ApiError, AppState, Gen, OneOrMany, PromptText, Sampling,
 };
 use super::worker::{Event, Finish, Summary};
 use axum::body::Bytes;
@@ -11,6 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use gemma_platform::Speaker;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -26,49 +27,6 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Response {
         }],
     });
     json_response(StatusCode::OK, &body, None)
-}
-
-/// Who says a turn. Gemma has two roles; a system message joins the next
-/// user turn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    System,
-    User,
-    Model,
-}
-
-/// Gemma's chat template: `<start_of_turn>{user|model}\n{text}<end_of_turn>\n`
-/// per turn, then `<start_of_turn>model\n` for the reply. System text is
-/// prepended to the following user turn, separated by a blank line (as
-/// Gemma's own template does); trailing system text becomes a user turn.
-pub fn chat_template(turns: &[(Role, String)]) -> String {
-    let mut out = String::new();
-    let mut system: Vec<&str> = Vec::new();
-    let user_turn = |out: &mut String, system: &mut Vec<&str>, text: &str| {
-        out.push_str("<start_of_turn>user\n");
-        for s in system.drain(..) {
-            out.push_str(s);
-            out.push_str("\n\n");
-        }
-        out.push_str(text);
-        out.push_str("<end_of_turn>\n");
-    };
-    for (role, text) in turns {
-        match role {
-            Role::System => system.push(text),
-            Role::User => user_turn(&mut out, &mut system, text),
-            Role::Model => {
-                out.push_str("<start_of_turn>model\n");
-                out.push_str(text);
-                out.push_str("<end_of_turn>\n");
-            }
-        }
-    }
-    if let Some(last) = system.pop() {
-        user_turn(&mut out, &mut system, last);
-    }
-    out.push_str("<start_of_turn>model\n");
-    out
 }
 
 #[derive(Deserialize)]
@@ -159,7 +117,7 @@ struct ChatRequest {
     common: Common,
 }
 
-fn turns(messages: Vec<Message>) -> Result<Vec<(Role, String)>, ApiError> {
+fn turns(messages: Vec<Message>) -> Result<Vec<(Speaker, String)>, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid(
             "messages",
@@ -170,9 +128,9 @@ fn turns(messages: Vec<Message>) -> Result<Vec<(Role, String)>, ApiError> {
         .into_iter()
         .map(|m| {
             let role = match m.role.as_str() {
-                "system" | "developer" => Role::System,
-                "user" => Role::User,
-                "assistant" | "model" => Role::Model,
+                "system" | "developer" => Speaker::System,
+                "user" => Speaker::User,
+                "assistant" | "model" => Speaker::Model,
                 other => {
                     return Err(ApiError::invalid(
                         "messages",
@@ -238,11 +196,11 @@ pub async fn chat_completions(
         Some(m) => (Some(m), "max_completion_tokens"),
         None => (req.common.max_tokens, "max_tokens"),
     };
-    let text = chat_template(&turns(std::mem::take(&mut req.messages))?);
+    let turns = turns(std::mem::take(&mut req.messages))?;
     let stops = req.common.stops();
     let gen = Gen::new(
         &state,
-        &text,
+        PromptText::Chat(&turns),
         &req.common.sampling(),
         max_tokens,
         param,
@@ -335,7 +293,7 @@ pub async fn completions(
         .unwrap_or(COMPLETIONS_DEFAULT_MAX_TOKENS);
     let gen = Gen::new(
         &state,
-        &prompt,
+        PromptText::Raw(&prompt),
         &req.common.sampling(),
         Some(max_tokens),
         "max_tokens",
@@ -387,44 +345,4 @@ pub async fn completions(
         }
         Event::Failed(m) => stream_error(m),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_user_message_matches_gemma_run_chat() {
-        let t = chat_template(&[(Role::User, "Hi there".into())]);
-        assert_eq!(
-            t,
-            "<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n"
-        );
-    }
-
-    #[test]
-    fn system_text_joins_the_first_user_turn_and_history_is_kept() {
-        let t = chat_template(&[
-            (Role::System, "Be brief.".into()),
-            (Role::User, "Q1".into()),
-            (Role::Model, "A1".into()),
-            (Role::User, "Q2".into()),
-        ]);
-        assert_eq!(
-            t,
-            "<start_of_turn>user\nBe brief.\n\nQ1<end_of_turn>\n\
-             <start_of_turn>model\nA1<end_of_turn>\n\
-             <start_of_turn>user\nQ2<end_of_turn>\n\
-             <start_of_turn>model\n"
-        );
-    }
-
-    #[test]
-    fn a_lone_system_message_becomes_a_user_turn() {
-        let t = chat_template(&[(Role::System, "Say hi.".into())]);
-        assert_eq!(
-            t,
-            "<start_of_turn>user\nSay hi.<end_of_turn>\n<start_of_turn>model\n"
-        );
-    }
 }

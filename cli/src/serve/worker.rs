@@ -9,10 +9,9 @@
 
 use super::pool::Pool;
 use super::stop::StopMatcher;
-use gemma_core::generate::{GenerateOptions, StopReason};
+use gemma_core::generate::StopReason;
 use gemma_core::sampling::{Sampler, SamplingParams};
-use gemma_core::tokenizer::StreamDecoder;
-use gemma_platform::{LoadedModel, RayonExecutor};
+use gemma_platform::{Generator, LoadedModel, RayonExecutor, Streamed};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -115,36 +114,33 @@ fn run(
     job: &Job,
     shutdown: &AtomicBool,
 ) -> Result<Summary, String> {
-    let model = loaded.model();
-    let tokenizer = loaded.tokenizer();
+    let generator = Generator::new(loaded, exec);
     let conv = pool
-        .get(&model, &job.prompt)
+        .get(&generator.model, &job.prompt)
         .ok_or("cannot allocate a conversation")?;
     let mut sampler = Sampler::new(job.params).map_err(|e| e.to_string())?;
-    let mut stop_tokens = vec![tokenizer.eos_id()];
-    stop_tokens.extend(tokenizer.end_of_turn_id());
-    let opts = GenerateOptions {
-        max_new_tokens: job.max_tokens,
-        stop_tokens: &stop_tokens,
-        prefix_end: 0,
-    };
-    let mut decoder = StreamDecoder::new(tokenizer);
     let mut stops = StopMatcher::new(job.stops.clone());
     let events = &job.events;
     let emit = |text: String| text.is_empty() || events.send(Event::Text(text)).is_ok();
-    // Generation runs on a pool worker so its kernels dispatch without allocating.
-    let stats = exec
-        .install(|| {
-            conv.generate(&model, exec, &job.prompt, &mut sampler, &opts, &mut |t| {
-                let text = stops.push(&decoder.push(t));
-                emit(text) && !stops.stopped() && !shutdown.load(Ordering::Relaxed)
-            })
-        })
-        .map_err(|e| e.to_string())?;
-    if !stops.stopped() {
-        let rest = stops.push(&decoder.finish());
-        emit(rest + &stops.finish());
-    }
+    let stats = generator
+        .turn(
+            conv,
+            &job.prompt,
+            &mut sampler,
+            job.max_tokens,
+            &mut |s| match s {
+                Streamed::Token { text, .. } => {
+                    let text = stops.push(text);
+                    emit(text) && !stops.stopped() && !shutdown.load(Ordering::Relaxed)
+                }
+                Streamed::End { text } => {
+                    let rest = stops.push(text);
+                    emit(rest + &stops.finish())
+                }
+            },
+        )
+        .map_err(|e| e.to_string())?
+        .stats;
     if shutdown.load(Ordering::Relaxed) && stats.outcome.stop == StopReason::Callback {
         return Err("the server is shutting down".into());
     }

@@ -10,8 +10,8 @@
 use super::ops::{pack_panel, panel_dot, PANEL_ROWS};
 use super::{Precision, SharedOut};
 use crate::exec::{split, Executor};
-use crate::model::weights::{Encoding, Matrix};
 use crate::quant::{self, WeightType};
+use crate::weights::{Encoding, Matrix};
 
 /// Columns of a row decoded and packed at a time in the batch path: a
 /// multiple of every block size, and small enough that a sixteen-row

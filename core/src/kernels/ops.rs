@@ -1,6 +1,6 @@
 //! Element-wise and per-vector operations: dot, RMSNorm, RoPE, GELU, soft-cap.
 
-use crate::model::weights::{Encoding, Matrix};
+use crate::weights::{Encoding, Matrix};
 
 /// Lanes of independent accumulators: enough for 16-wide vectors and for
 /// the compiler to reorder nothing it must not.

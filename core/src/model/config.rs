@@ -1,11 +1,9 @@
-//! Model hyperparameters: read from a file's metadata, completed with the
-//! constants each Gemma generation fixes but GGUF does not store.
+//! Model hyperparameters, and the rules of each Gemma generation that
+//! turn what a file states ([`Fields`]) into them ([`ModelConfig::derive`]).
+//! No file format is known here: loaders fill [`Fields`].
 
-use crate::format::gguf::Gguf;
+pub use crate::weights::MAX_LAYERS;
 use core::fmt;
-
-/// The most layers any supported model has (Gemma 3 27B has 62).
-pub const MAX_LAYERS: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -113,221 +111,173 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// Reads the configuration of a Gemma GGUF file.
-    pub fn from_gguf(g: &Gguf) -> Result<Self, ConfigError> {
-        let arch = g
-            .architecture()
-            .ok_or(ConfigError::Missing("general.architecture"))?;
-        let family = match arch {
-            "gemma" => Family::Gemma1,
-            "gemma2" => Family::Gemma2,
-            "gemma3" => Family::Gemma3,
-            _ => return Err(ConfigError::UnsupportedArchitecture),
+    /// Applies Gemma's rules to what a file states: the one place where
+    /// family- and size-dependent numbers are decided. Every loader (GGUF,
+    /// `.sbs`, Hugging Face `config.json`) fills [`Fields`] and calls this.
+    ///
+    /// - Queries scale by `1/sqrt(query_pre_attn_scalar)`. Where a format
+    ///   does not store it (GGUF, `.sbs`), the 27B models of Gemma 2 (46
+    ///   layers) and Gemma 3 (62 layers) use `d_model / n_heads` (144 and
+    ///   168) and every other model `head_dim`, as their configs say.
+    /// - Sliding windows: none on Gemma 1. Gemma 2 alternates local and
+    ///   global layers, starting with a local one (window 4096 unless
+    ///   stated). Gemma 3 repeats five local layers and a global one
+    ///   (`sliding_window_pattern`, 6 unless stated); its window must be
+    ///   stated.
+    /// - RoPE: Gemma 1 and 2 rotate every layer with `rope_theta` (10000
+    ///   unless stated). Gemma 3 rotates local layers with
+    ///   `rope_local_base_freq` (10000 unless stated) and global ones with
+    ///   `rope_theta` (1e6 unless stated), their positions divided by the
+    ///   linear scaling factor: the file's, or 8 on the 4B and larger
+    ///   models (width 2560 and up) where the file does not say.
+    /// - Soft-caps only on Gemma 2 (attention 50, logits 30 unless stated).
+    /// - Post-norms on Gemma 2 and 3, QK-norm on Gemma 3.
+    /// - Embeddings scale by `sqrt(d_model)`; RMSNorm epsilon 1e-6 unless
+    ///   stated.
+    pub fn derive(f: &Fields) -> Result<Self, ConfigError> {
+        use Family::*;
+        let family = f.family;
+        let head_dim = match f.head_dim {
+            Some(hd) => hd,
+            None => f.d_model.checked_div(f.n_heads).unwrap_or(0),
         };
-        let mut key = KeyBuf::new(arch);
-        let mut uint = |suffix: &'static str| -> Result<usize, ConfigError> {
-            let v = g
-                .get_u64(key.with(suffix))
-                .ok_or(ConfigError::Missing(suffix))?;
-            usize::try_from(v)
-                .ok()
-                .filter(|&v| v <= 1 << 30)
-                .ok_or(ConfigError::OutOfRange(suffix))
+        let is_27b = matches!((family, f.n_layers), (Gemma2, 46) | (Gemma3, 62));
+        let query_scalar = match f.query_pre_attn_scalar {
+            Some(s) => s,
+            None if is_27b => f.d_model.checked_div(f.n_heads).unwrap_or(0) as f32,
+            None => head_dim as f32,
         };
-        let n_layers = uint(".block_count")?;
-        let d_model = uint(".embedding_length")?;
-        let d_ff = uint(".feed_forward_length")?;
-        let n_heads = uint(".attention.head_count")?;
-        let n_kv_heads = uint(".attention.head_count_kv").unwrap_or(n_heads);
-        let context_length = uint(".context_length")?;
-        let head_dim = match uint(".attention.key_length") {
-            Ok(v) => v,
-            Err(_) if n_heads > 0 => d_model / n_heads,
-            Err(e) => return Err(e),
-        };
-        let sliding_window = uint(".attention.sliding_window").unwrap_or(0);
-        let mut key = KeyBuf::new(arch);
-        let mut float = |suffix: &'static str| g.get_f32(key.with(suffix));
-        let rms_eps = float(".attention.layer_norm_rms_epsilon").unwrap_or(1e-6);
-        let rope_base = float(".rope.freq_base").unwrap_or(10_000.0);
-        let rope_scale_global = float(".rope.scaling.factor").unwrap_or(1.0);
-        let attn_softcap = float(".attn_logit_softcapping").unwrap_or(0.0);
-        let final_softcap = float(".final_logit_softcapping").unwrap_or(0.0);
-
-        let vocab_size = g
-            .tensor("token_embd.weight")
-            .map(|t| t.dims[1] as usize)
-            .ok_or(ConfigError::Missing("token_embd.weight"))?;
-
-        // The 27B models scale queries by 1/sqrt(d_model / n_heads) rather
-        // than 1/sqrt(head_dim) (query_pre_attn_scalar in their configs).
-        let is_27b = matches!(
-            (family, n_layers),
-            (Family::Gemma2, 46) | (Family::Gemma3, 62)
-        );
-        let query_scale = if is_27b && n_heads > 0 {
-            1.0 / libm::sqrtf((d_model / n_heads) as f32)
-        } else {
-            1.0 / libm::sqrtf(head_dim as f32)
-        };
-        let (pattern, rope_base_local, softcaps) = match family {
-            Family::Gemma1 => (0, rope_base, (0.0, 0.0)),
-            Family::Gemma2 => (2, rope_base, (attn_softcap, final_softcap)),
-            // Gemma 3 local layers use base 10000 whatever the file says for global ones.
-            Family::Gemma3 => (6, 10_000.0, (attn_softcap, final_softcap)),
-        };
-        let cfg = ModelConfig {
-            family,
-            n_layers,
-            d_model,
-            d_ff,
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            vocab_size,
-            context_length,
-            rms_eps,
-            sliding_window: if family == Family::Gemma1 {
-                0
-            } else {
-                sliding_window
-            },
-            sliding_window_pattern: pattern,
-            rope_base_global: rope_base,
-            rope_base_local,
-            rope_scale_global: if family == Family::Gemma3 {
-                rope_scale_global
-            } else {
-                1.0
-            },
-            attn_softcap: softcaps.0,
-            final_softcap: softcaps.1,
-            query_scale,
-            embed_scale: libm::sqrt(d_model as f64) as f32,
-            qk_norm: family == Family::Gemma3,
-            post_norms: family != Family::Gemma1,
-            norm_gain_plus_one: false,
-        };
-        cfg.validate()?;
-        Ok(cfg)
-    }
-}
-
-/// Builds `"<arch><suffix>"` keys without allocating.
-impl ModelConfig {
-    /// The configuration of a gemma.cpp `.sbs` file. Every layer must share
-    /// one shape; local layers are those whose window is shorter than
-    /// `max_seq_len`, and they must repeat with a fixed period ending in a
-    /// global layer (as in every Gemma 2 and 3 model). RoPE bases are
-    /// Gemma's: 10000 on local layers, 1e6 on Gemma 3's global ones (gemma.cpp
-    /// itself uses 10000 on the 270M's global layers, which the reference
-    /// implementation does not). Gemma 3 27B's queries are scaled by
-    /// `1/sqrt(model_dim/heads)` whatever the file says (gemma.cpp: head dim).
-    pub fn from_sbs(c: &crate::format::sbs::ModelConfig) -> Result<Self, ConfigError> {
-        use crate::format::sbs::{Model as M, PostNormType, QueryScaleType};
-        let family = match c.model {
-            M::Gemma2_2B | M::Gemma2_9B | M::Gemma2_27B => Family::Gemma2,
-            M::Gemma3_270M | M::Gemma3_1B | M::Gemma3_4B | M::Gemma3_12B | M::Gemma3_27B => {
-                Family::Gemma3
-            }
-            _ => return Err(ConfigError::UnsupportedArchitecture),
-        };
-        let l0 = c
-            .layer_configs
-            .get(0)
-            .ok_or(ConfigError::Missing("layer_configs"))?;
-        let n_layers = c.num_layers as usize;
-        if c.layer_configs.len() != n_layers || c.attention_window_sizes.len() != n_layers {
+        if !(query_scalar.is_finite() && query_scalar > 0.0) {
             return Err(ConfigError::Invalid(
-                "one layer config and window per layer",
+                "query_pre_attn_scalar must be positive",
             ));
         }
-        if c.layer_configs.iter().any(|l| l != l0) {
-            return Err(ConfigError::Invalid("layers of different shapes"));
-        }
-        let max = c.max_seq_len;
-        let local = |l: usize| c.attention_window_sizes.get(l).is_some_and(|w| w < max);
-        let (sliding_window, pattern) = match (0..n_layers).position(|l| !local(l)) {
-            // All local or all global: no pattern to follow.
-            None => return Err(ConfigError::Invalid("no global layer")),
-            Some(0) if (0..n_layers).all(|l| !local(l)) => (0, 0),
-            Some(g) => {
-                let p = g + 1;
-                if (0..n_layers).any(|l| local(l) != (l % p < p - 1)) {
-                    return Err(ConfigError::Invalid("irregular local/global layer pattern"));
-                }
-                (c.attention_window_sizes.get(0).unwrap_or(0) as usize, p)
-            }
+        let (sliding_window, sliding_window_pattern) = match family {
+            Gemma1 => (0, 0),
+            Gemma2 => (f.sliding_window.unwrap_or(4096), 2),
+            Gemma3 => (
+                f.sliding_window
+                    .ok_or(ConfigError::Missing("sliding_window"))?,
+                f.sliding_window_pattern.unwrap_or(6),
+            ),
         };
-        let (d_model, heads) = (c.model_dim as usize, l0.heads as usize);
-        let head_dim = l0.qkv_dim as usize;
-        // Gemma 3 27B was trained with queries scaled by model_dim/heads
-        // (its `query_pre_attn_scalar` is 168), but gemma.cpp's config says
-        // head dim (128); follow the model, keep the file as gemma.cpp has it.
-        let by_width =
-            c.query_scale == QueryScaleType::SqrtModelDimDivNumHeads || c.model == M::Gemma3_27B;
-        let query_scale = if by_width {
-            1.0 / libm::sqrtf((d_model / heads.max(1)) as f32)
-        } else {
-            1.0 / libm::sqrtf(head_dim as f32)
+        let theta = f
+            .rope_theta
+            .unwrap_or(if family == Gemma3 { 1e6 } else { 1e4 });
+        let (rope_base_local, rope_scale_global) = match family {
+            Gemma3 => (
+                f.rope_local_base.unwrap_or(1e4),
+                f.rope_scaling
+                    .unwrap_or(if f.d_model >= 2560 { 8.0 } else { 1.0 }),
+            ),
+            Gemma1 | Gemma2 => (theta, 1.0),
         };
-        let (rope_base_global, rope_scale_global) = match (family, c.model) {
-            (Family::Gemma2, _) => (10_000.0, 1.0),
-            (_, M::Gemma3_4B | M::Gemma3_12B | M::Gemma3_27B) => (1_000_000.0, 8.0),
-            _ => (1_000_000.0, 1.0),
+        let (attn_softcap, final_softcap) = match family {
+            Gemma2 => (
+                f.attn_softcap.unwrap_or(50.0),
+                f.final_softcap.unwrap_or(30.0),
+            ),
+            Gemma1 | Gemma3 => (0.0, 0.0),
         };
         let cfg = ModelConfig {
             family,
-            n_layers,
-            d_model,
-            d_ff: l0.ff_hidden_dim as usize,
-            n_heads: heads,
-            n_kv_heads: l0.kv_heads as usize,
+            n_layers: f.n_layers,
+            d_model: f.d_model,
+            d_ff: f.d_ff,
+            n_heads: f.n_heads,
+            n_kv_heads: f.n_kv_heads,
             head_dim,
-            vocab_size: c.vocab_size as usize,
-            context_length: max as usize,
-            rms_eps: 1e-6,
+            vocab_size: f.vocab_size,
+            context_length: f.context_length,
+            rms_eps: f.rms_eps.unwrap_or(1e-6),
             sliding_window,
-            sliding_window_pattern: pattern,
-            rope_base_global,
-            rope_base_local: 10_000.0,
+            sliding_window_pattern,
+            rope_base_global: theta,
+            rope_base_local,
             rope_scale_global,
-            attn_softcap: c.att_cap,
-            final_softcap: c.final_cap,
-            query_scale,
-            embed_scale: libm::sqrt(d_model as f64) as f32,
-            qk_norm: l0.use_qk_norm,
-            post_norms: l0.post_norm == PostNormType::Scale,
-            norm_gain_plus_one: true,
+            attn_softcap,
+            final_softcap,
+            query_scale: (1.0 / libm::sqrt(query_scalar as f64)) as f32,
+            embed_scale: libm::sqrt(f.d_model as f64) as f32,
+            qk_norm: family == Gemma3,
+            post_norms: family != Gemma1,
+            norm_gain_plus_one: !f.norm_gains_include_one,
         };
-        if l0.model_dim != c.model_dim {
-            return Err(ConfigError::Invalid(
-                "layer model_dim differs from the model's",
-            ));
-        }
         cfg.validate()?;
         Ok(cfg)
     }
-}
 
-struct KeyBuf {
-    buf: [u8; 96],
-    prefix_len: usize,
-}
-
-impl KeyBuf {
-    fn new(arch: &str) -> Self {
-        let mut buf = [0u8; 96];
-        let n = arch.len().min(32);
-        buf[..n].copy_from_slice(&arch.as_bytes()[..n]);
-        Self { buf, prefix_len: n }
+    /// The sizes tensor shapes are made of.
+    pub fn dims(&self) -> crate::weights::Dims {
+        crate::weights::Dims {
+            vocab: self.vocab_size,
+            d_model: self.d_model,
+            q_dim: self.q_dim(),
+            kv_dim: self.kv_dim(),
+            head_dim: self.head_dim,
+            d_ff: self.d_ff,
+        }
     }
+}
 
-    fn with(&mut self, suffix: &str) -> &str {
-        let n = suffix.len().min(self.buf.len() - self.prefix_len);
-        let end = self.prefix_len + n;
-        self.buf[self.prefix_len..end].copy_from_slice(&suffix.as_bytes()[..n]);
-        core::str::from_utf8(&self.buf[..end]).unwrap_or("")
+/// What a model file states about a Gemma model, before Gemma's rules are
+/// applied by [`ModelConfig::derive`]. `None`: the file does not say.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fields {
+    pub family: Family,
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub d_ff: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    /// `d_model / n_heads` when absent.
+    pub head_dim: Option<usize>,
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub rms_eps: Option<f32>,
+    /// Keys a sliding-window layer sees.
+    pub sliding_window: Option<usize>,
+    /// Layers per repeat of the local/global pattern (the last one global).
+    pub sliding_window_pattern: Option<usize>,
+    /// RoPE base of global layers (`rope_theta`).
+    pub rope_theta: Option<f32>,
+    /// RoPE base of Gemma 3's local layers (`rope_local_base_freq`).
+    pub rope_local_base: Option<f32>,
+    /// Linear RoPE position scaling on global layers (1: none).
+    pub rope_scaling: Option<f32>,
+    pub query_pre_attn_scalar: Option<f32>,
+    pub attn_softcap: Option<f32>,
+    pub final_softcap: Option<f32>,
+    /// The stored RMSNorm gains already include Gemma's `+ 1` (GGUF
+    /// converters add it; gemma.cpp and Hugging Face store the raw `w` of
+    /// `x * (1 + w)`).
+    pub norm_gains_include_one: bool,
+}
+
+impl Fields {
+    /// A model of `family` of which nothing else is known yet.
+    pub fn new(family: Family) -> Self {
+        Fields {
+            family,
+            n_layers: 0,
+            d_model: 0,
+            d_ff: 0,
+            n_heads: 0,
+            n_kv_heads: 0,
+            head_dim: None,
+            vocab_size: 0,
+            context_length: 0,
+            rms_eps: None,
+            sliding_window: None,
+            sliding_window_pattern: None,
+            rope_theta: None,
+            rope_local_base: None,
+            rope_scaling: None,
+            query_pre_attn_scalar: None,
+            attn_softcap: None,
+            final_softcap: None,
+            norm_gains_include_one: false,
+        }
     }
 }
 

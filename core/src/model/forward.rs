@@ -1,396 +1,189 @@
-//! The Gemma forward pass, written once for every family and weight format.
+//! The Gemma forward pass, written once for every family, weight format
+//! and device.
 //!
-//! Per block: RMSNorm → Q/K/V → (QK-norm) → RoPE → attention → output
-//! projection → (post-norm) → residual; RMSNorm → GELU-gated FFW →
-//! (post-norm) → residual. A batch of `n` tokens goes through each weight
-//! matrix as one matrix product.
+//! Per block: RMSNorm → Q/K/V → (QK-norm) → RoPE → query scale → store K/V
+//! → attention → output projection → (post-norm) → residual; RMSNorm →
+//! gate and up → GELU-gated product → down → (post-norm) → residual. A
+//! batch of `n` tokens goes through each weight matrix as one matrix
+//! product. What runs where is the [`Backend`]'s business; the layers may
+//! be split over several backends ([`Stage`]), the residual stream handed
+//! from one to the next once per pass.
 
-use super::attention::{attend, Mask};
-use super::config::{ConfigError, ModelConfig};
-use super::kv_cache::KvCache;
-use super::weights::{Matrix, Weights, WeightsError};
-use crate::exec::Executor;
-use crate::format::gguf::Gguf;
-use crate::kernels::matmul::matmul_with;
-use crate::kernels::ops::{gelu_gate, rms_norm, rms_norm_inplace, rope_apply, rope_table, softcap};
-use crate::kernels::{for_row_chunks, Precision};
-use core::fmt;
+use super::backend::{Act, Backend, ForwardError, Norm, Rope};
+use super::config::ModelConfig;
+use super::input::{spans_are_ordered, Inputs, Mask, Span};
+use crate::weights::{Role, TensorId, Weights};
+use core::ops::Range;
 
-/// A model: its configuration, borrowed weights, and the arithmetic its
-/// matrix products use.
+/// A model: its configuration and borrowed weight views.
 #[derive(Clone, Copy, Debug)]
 pub struct Model<'a> {
     pub config: ModelConfig,
     pub weights: Weights<'a>,
-    pub precision: Precision,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelError {
-    Config(ConfigError),
-    Weights(WeightsError),
+/// A backend and the layers it runs.
+pub struct Stage<'s> {
+    pub layers: Range<usize>,
+    pub backend: &'s mut dyn Backend,
 }
 
-impl fmt::Display for ModelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ModelError::Config(e) => e.fmt(f),
-            ModelError::Weights(e) => e.fmt(f),
+/// Checks that `stages` run every layer of `cfg` once, in order, each on a
+/// backend that holds it.
+pub fn check_stages(cfg: &ModelConfig, stages: &[Stage]) -> Result<(), ForwardError> {
+    let mut next = 0;
+    for s in stages {
+        let held = s.backend.layers();
+        if s.layers.start != next
+            || s.layers.end < s.layers.start
+            || held.start > s.layers.start
+            || held.end < s.layers.end
+        {
+            return Err(ForwardError::LayerNotHeld(next));
+        }
+        next = s.layers.end;
+    }
+    if next != cfg.n_layers || stages.is_empty() {
+        return Err(ForwardError::LayerNotHeld(next));
+    }
+    Ok(())
+}
+
+/// Runs `inputs` at positions `start..start + inputs.len()`. The first
+/// stage embeds them; each stage runs its layers, storing keys and values
+/// in its cache; the last leaves the final-normed hidden state of every
+/// input in [`Act::Hidden`]. Between stages the residual stream crosses
+/// through `staging` (host memory, `inputs.len() * d_model` floats; unused
+/// with one stage). Positions inside one of `spans` see each other both
+/// ways; a span must lie in one pass or outside it.
+pub fn forward(
+    cfg: &ModelConfig,
+    stages: &mut [Stage],
+    inputs: Inputs,
+    start: usize,
+    spans: &[Span],
+    staging: &mut [f32],
+) -> Result<(), ForwardError> {
+    check_stages(cfg, stages)?;
+    let n = inputs.len();
+    let end = start.checked_add(n).ok_or(ForwardError::ContextFull {
+        needed: usize::MAX,
+        max: stages[0].backend.max_context(),
+    })?;
+    if !spans_are_ordered(spans) {
+        return Err(ForwardError::BadSpans);
+    }
+    let overlaps = |s: &Span| s.start < end && start < s.end;
+    if spans
+        .iter()
+        .any(|s| overlaps(s) && (s.start < start || s.end > end))
+    {
+        return Err(ForwardError::SpanSplit);
+    }
+    let d = cfg.d_model;
+    for i in 0..stages.len() {
+        let (done, rest) = stages.split_at_mut(i);
+        let stage = &mut rest[0];
+        let b = &mut *stage.backend;
+        b.begin(start, n)?;
+        match done.last_mut() {
+            None => b.embed(inputs, cfg.embed_scale)?,
+            Some(prev) => {
+                let room = staging.len() / d.max(1);
+                let rows = staging
+                    .get_mut(..n * d)
+                    .ok_or(ForwardError::BatchTooLarge { got: n, max: room })?;
+                prev.backend.read(Act::X, rows)?;
+                b.write(Act::X, rows)?;
+            }
+        }
+        for layer in stage.layers.clone() {
+            block(cfg, b, layer, end, spans)?;
         }
     }
+    let last = stages.last_mut().ok_or(ForwardError::LayerNotHeld(0))?;
+    last.backend.rms_norm(
+        Act::X,
+        Act::Hidden,
+        &norm(cfg, TensorId::global(Role::FinalNorm)),
+    )
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ForwardError {
-    /// A token id at or above the vocabulary size.
-    TokenOutOfRange { token: u32, vocab: usize },
-    /// The positions would run past the KV cache's context.
-    ContextFull { needed: usize, max: usize },
-    /// More tokens than the scratch and cache were sized for in one call.
-    BatchTooLarge { got: usize, max: usize },
-    /// A bidirectional prefix must be fed in the same call that starts it.
-    PrefixSplit,
-    /// Scratch or cache built for another configuration.
-    Mismatch,
+/// Logits of rows `rows` of the last pass's hidden states (`rows.len() x
+/// vocab` floats into `out`), soft-capped where the model says so.
+pub fn logits(
+    cfg: &ModelConfig,
+    last: &mut dyn Backend,
+    rows: Range<usize>,
+    out: &mut [f32],
+) -> Result<(), ForwardError> {
+    last.logits(Act::Hidden, rows, cfg.final_softcap, out)
 }
 
-impl fmt::Display for ForwardError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            ForwardError::TokenOutOfRange { token, vocab } => {
-                write!(f, "token id {token} is outside the vocabulary of {vocab}")
-            }
-            ForwardError::ContextFull { needed, max } => {
-                write!(
-                    f,
-                    "context full: {needed} positions needed, the cache holds {max}"
-                )
-            }
-            ForwardError::BatchTooLarge { got, max } => {
-                write!(f, "{got} tokens in one pass, at most {max}")
-            }
-            ForwardError::PrefixSplit => {
-                write!(
-                    f,
-                    "a bidirectional prefix must be processed in a single pass"
-                )
-            }
-            ForwardError::Mismatch => write!(f, "scratch or cache was sized for another model"),
-        }
-    }
-}
-
-/// Activation buffers for batches of up to `max_batch` tokens, carved from
-/// one caller-provided slice.
-pub struct Scratch<'a> {
-    max_batch: usize,
-    x: &'a mut [f32],
-    xn: &'a mut [f32],
-    q: &'a mut [f32],
-    k: &'a mut [f32],
-    v: &'a mut [f32],
-    att: &'a mut [f32],
-    gate: &'a mut [f32],
-    up: &'a mut [f32],
-    cos: &'a mut [f32],
-    sin: &'a mut [f32],
-    /// Final-normed hidden states of the last pass, `n x d_model`.
-    hidden: &'a mut [f32],
-}
-
-fn scratch_sizes(cfg: &ModelConfig, b: usize) -> Option<[usize; 11]> {
-    let half = cfg.head_dim / 2;
-    let m = |x: usize| b.checked_mul(x);
-    Some([
-        m(cfg.d_model)?,
-        m(cfg.d_model)?,
-        m(cfg.q_dim())?,
-        m(cfg.kv_dim())?,
-        m(cfg.kv_dim())?,
-        m(cfg.q_dim())?,
-        m(cfg.d_ff)?,
-        m(cfg.d_ff)?,
-        // cos and sin: a local-layer table, then a global-layer one.
-        m(half)?.checked_mul(2)?,
-        m(half)?.checked_mul(2)?,
-        m(cfg.d_model)?,
-    ])
-}
-
-impl<'a> Scratch<'a> {
-    pub fn required_len(cfg: &ModelConfig, max_batch: usize) -> Option<usize> {
-        scratch_sizes(cfg, max_batch)?
-            .iter()
-            .try_fold(0usize, |a, &s| a.checked_add(s))
-    }
-
-    pub fn new(cfg: &ModelConfig, max_batch: usize, buf: &'a mut [f32]) -> Option<Self> {
-        if max_batch == 0 || buf.len() < Self::required_len(cfg, max_batch)? {
-            return None;
-        }
-        let sizes = scratch_sizes(cfg, max_batch)?;
-        let mut rest = buf;
-        let mut take = |n: usize| {
-            let (head, tail) = core::mem::take(&mut rest).split_at_mut(n);
-            rest = tail;
-            head
-        };
-        Some(Self {
-            max_batch,
-            x: take(sizes[0]),
-            xn: take(sizes[1]),
-            q: take(sizes[2]),
-            k: take(sizes[3]),
-            v: take(sizes[4]),
-            att: take(sizes[5]),
-            gate: take(sizes[6]),
-            up: take(sizes[7]),
-            cos: take(sizes[8]),
-            sin: take(sizes[9]),
-            hidden: take(sizes[10]),
-        })
-    }
-
-    pub fn max_batch(&self) -> usize {
-        self.max_batch
-    }
-
-    /// Final-normed hidden states written by the last [`Model::forward`].
-    pub fn hidden(&self) -> &[f32] {
-        self.hidden
+fn norm(cfg: &ModelConfig, gain: TensorId) -> Norm {
+    Norm {
+        gain,
+        eps: cfg.rms_eps,
+        plus_one: cfg.norm_gain_plus_one,
     }
 }
 
-impl<'a> Model<'a> {
-    pub fn from_gguf(g: &Gguf<'a>) -> Result<Self, ModelError> {
-        let config = ModelConfig::from_gguf(g).map_err(ModelError::Config)?;
-        let weights = Weights::from_gguf(g, &config).map_err(ModelError::Weights)?;
-        Ok(Self {
-            config,
-            weights,
-            precision: Precision::Exact,
-        })
+/// One transformer block over the pass's tokens, which end at `end`.
+fn block(
+    cfg: &ModelConfig,
+    b: &mut dyn Backend,
+    layer: usize,
+    end: usize,
+    spans: &[Span],
+) -> Result<(), ForwardError> {
+    let w = |role| TensorId::layer(role, layer);
+    let norm = |role| norm(cfg, w(role));
+    let local = cfg.is_local(layer);
+    let rope = if local {
+        Rope {
+            base: cfg.rope_base_local,
+            scale: 1.0,
+        }
+    } else {
+        Rope {
+            base: cfg.rope_base_global,
+            scale: cfg.rope_scale_global,
+        }
+    };
+
+    // Attention.
+    b.rms_norm(Act::X, Act::Xn, &norm(Role::AttnNorm))?;
+    b.matmul(w(Role::Q), Act::Xn, Act::Q)?;
+    b.matmul(w(Role::K), Act::Xn, Act::K)?;
+    b.matmul(w(Role::V), Act::Xn, Act::V)?;
+    if cfg.qk_norm {
+        b.head_norm(Act::Q, &norm(Role::QNorm))?;
+        b.head_norm(Act::K, &norm(Role::KNorm))?;
     }
-
-    /// A gemma.cpp `.sbs` model: same forward pass, weights decoded with
-    /// gemma.cpp's codecs.
-    pub fn from_sbs(f: &crate::format::sbs::SbsFile<'a>) -> Result<Self, ModelError> {
-        let config = ModelConfig::from_sbs(&f.config).map_err(ModelError::Config)?;
-        let weights = Weights::from_sbs(f, &config).map_err(ModelError::Weights)?;
-        Ok(Self {
-            config,
-            weights,
-            precision: Precision::Exact,
-        })
+    b.rope(Act::Q, rope)?;
+    b.rope(Act::K, rope)?;
+    b.scale(Act::Q, cfg.query_scale)?;
+    b.store_kv(layer, Act::K, Act::V)?;
+    let mask = Mask {
+        window: if local { cfg.sliding_window } else { 0 },
+        spans,
+        written_end: end,
+    };
+    b.attend(layer, Act::Q, Act::Att, &mask, cfg.attn_softcap)?;
+    b.matmul(w(Role::O), Act::Att, Act::Xn)?;
+    if cfg.post_norms {
+        b.rms_norm(Act::Xn, Act::Xn, &norm(Role::PostAttnNorm))?;
     }
+    b.add(Act::X, Act::Xn)?;
 
-    /// The same model with its matrix products at `precision`.
-    pub fn with_precision(self, precision: Precision) -> Self {
-        Self { precision, ..self }
+    // Feed-forward.
+    b.rms_norm(Act::X, Act::Xn, &norm(Role::FfnNorm))?;
+    b.matmul(w(Role::Gate), Act::Xn, Act::Gate)?;
+    b.matmul(w(Role::Up), Act::Xn, Act::Up)?;
+    b.gelu_gate(Act::Gate, Act::Up)?;
+    b.matmul(w(Role::Down), Act::Gate, Act::Xn)?;
+    if cfg.post_norms {
+        b.rms_norm(Act::Xn, Act::Xn, &norm(Role::PostFfwNorm))?;
     }
-
-    /// Runs `tokens` at positions `start..start + tokens.len()`, storing their
-    /// keys and values in `cache` and leaving the final-normed hidden state
-    /// of every token in [`Scratch::hidden`]. Keys before `prefix_end` are
-    /// visible to every query of the prefix.
-    pub fn forward(
-        &self,
-        exec: &dyn Executor,
-        tokens: &[u32],
-        start: usize,
-        prefix_end: usize,
-        cache: &mut KvCache,
-        s: &mut Scratch,
-    ) -> Result<(), ForwardError> {
-        let cfg = &self.config;
-        let n = tokens.len();
-        if n > s.max_batch || n > cache.max_batch() {
-            return Err(ForwardError::BatchTooLarge {
-                got: n,
-                max: s.max_batch.min(cache.max_batch()),
-            });
-        }
-        let end = start.checked_add(n).ok_or(ForwardError::ContextFull {
-            needed: usize::MAX,
-            max: cache.max_context(),
-        })?;
-        if end > cache.max_context() {
-            return Err(ForwardError::ContextFull {
-                needed: end,
-                max: cache.max_context(),
-            });
-        }
-        if prefix_end > end && start < prefix_end {
-            return Err(ForwardError::PrefixSplit);
-        }
-        if s.x.len() != s.max_batch * cfg.d_model {
-            return Err(ForwardError::Mismatch);
-        }
-        let d = cfg.d_model;
-        for (b, &t) in tokens.iter().enumerate() {
-            if t as usize >= cfg.vocab_size {
-                return Err(ForwardError::TokenOutOfRange {
-                    token: t,
-                    vocab: cfg.vocab_size,
-                });
-            }
-            let row = &mut s.x[b * d..(b + 1) * d];
-            let e = &self.weights.embed;
-            if !e.decode_span(t as usize, 0, row) {
-                return Err(ForwardError::Mismatch);
-            }
-            row.iter_mut().for_each(|v| *v *= cfg.embed_scale);
-        }
-        // RoPE tables, once per pass for each kind of layer present (local
-        // and global layers rotate with different bases).
-        let half = cfg.head_dim / 2;
-        let table = s.max_batch * half;
-        for (kind, local) in [true, false].into_iter().enumerate() {
-            if !(0..cfg.n_layers).any(|l| cfg.is_local(l) == local) {
-                continue;
-            }
-            let (base, scale) = if local {
-                (cfg.rope_base_local, 1.0)
-            } else {
-                (cfg.rope_base_global, cfg.rope_scale_global)
-            };
-            let (cos, sin) = (
-                &mut s.cos[kind * table..][..n * half],
-                &mut s.sin[kind * table..][..n * half],
-            );
-            for (b, (c, sn)) in cos
-                .chunks_exact_mut(half)
-                .zip(sin.chunks_exact_mut(half))
-                .enumerate()
-            {
-                rope_table(start + b, base, scale, c, sn);
-            }
-        }
-        for layer in 0..cfg.n_layers {
-            self.block(exec, layer, start, n, prefix_end, cache, s);
-        }
-        for b in 0..n {
-            rms_norm(
-                &s.x[b * d..(b + 1) * d],
-                &self.weights.final_norm,
-                cfg.rms_eps,
-                cfg.norm_gain_plus_one,
-                &mut s.hidden[b * d..(b + 1) * d],
-            );
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn block(
-        &self,
-        exec: &dyn Executor,
-        layer: usize,
-        start: usize,
-        n: usize,
-        prefix_end: usize,
-        cache: &mut KvCache,
-        s: &mut Scratch,
-    ) {
-        let cfg = &self.config;
-        let w = &self.weights.layers[layer];
-        let (d, hd, half) = (cfg.d_model, cfg.head_dim, cfg.head_dim / 2);
-        let (eps, p1) = (cfg.rms_eps, cfg.norm_gain_plus_one);
-        // Per-token steps run on the executor's threads too; each task
-        // takes whole rows (tokens).
-        let norm_rows = |x: &[f32], gain: &Matrix, out: &mut [f32]| {
-            for_row_chunks(exec, &mut out[..n * d], d, &|first, rows| {
-                for (row, src) in rows.chunks_exact_mut(d).zip(x[first * d..].chunks_exact(d)) {
-                    rms_norm(src, gain, eps, p1, row);
-                }
-            });
-        };
-        // x += post_norm(y) (or x += y): the residual connection.
-        let add_residual = |x: &mut [f32], y: &mut [f32], post_norm: &Matrix| {
-            if cfg.post_norms {
-                for_row_chunks(exec, &mut y[..n * d], d, &|_, rows| {
-                    for row in rows.chunks_exact_mut(d) {
-                        rms_norm_inplace(row, post_norm, eps, p1);
-                    }
-                });
-            }
-            let y = &*y;
-            for_row_chunks(exec, &mut x[..n * d], d, &|first, rows| {
-                add_into(rows, &y[first * d..]);
-            });
-        };
-
-        // Attention.
-        norm_rows(s.x, &w.attn_norm, s.xn);
-        matmul_with(exec, &w.q, s.xn, n, s.q, self.precision);
-        matmul_with(exec, &w.k, s.xn, n, s.k, self.precision);
-        matmul_with(exec, &w.v, s.xn, n, s.v, self.precision);
-
-        let local = cfg.is_local(layer);
-        // The table forward() filled for this kind of layer.
-        let table = if local { 0 } else { s.max_batch * half };
-        for b in 0..n {
-            let (c, sn) = (
-                &s.cos[table + b * half..table + (b + 1) * half],
-                &s.sin[table + b * half..table + (b + 1) * half],
-            );
-            for head in s.q[b * cfg.q_dim()..(b + 1) * cfg.q_dim()].chunks_exact_mut(hd) {
-                if cfg.qk_norm {
-                    rms_norm_inplace(head, &w.q_norm, eps, p1);
-                }
-                rope_apply(head, c, sn);
-                head.iter_mut().for_each(|v| *v *= cfg.query_scale);
-            }
-            for head in s.k[b * cfg.kv_dim()..(b + 1) * cfg.kv_dim()].chunks_exact_mut(hd) {
-                if cfg.qk_norm {
-                    rms_norm_inplace(head, &w.k_norm, eps, p1);
-                }
-                rope_apply(head, c, sn);
-            }
-            let kv = cfg.kv_dim();
-            cache.store(
-                layer,
-                start + b,
-                &s.k[b * kv..(b + 1) * kv],
-                &s.v[b * kv..(b + 1) * kv],
-            );
-        }
-        let mask = Mask {
-            window: if local { cfg.sliding_window } else { 0 },
-            prefix_end,
-            written_end: start + n,
-        };
-        attend(exec, cfg, layer, cache, s.q, start, n, mask, s.att);
-        matmul_with(exec, &w.o, s.att, n, s.xn, self.precision);
-        add_residual(s.x, s.xn, &w.post_attn_norm);
-
-        // Feed-forward.
-        norm_rows(s.x, &w.ffn_norm, s.xn);
-        matmul_with(exec, &w.gate, s.xn, n, s.gate, self.precision);
-        matmul_with(exec, &w.up, s.xn, n, s.up, self.precision);
-        let ff = n * cfg.d_ff;
-        let (dff, up) = (cfg.d_ff, &*s.up);
-        for_row_chunks(exec, &mut s.gate[..ff], dff, &|first, rows| {
-            gelu_gate(rows, &up[first * dff..]);
-        });
-        matmul_with(exec, &w.down, s.gate, n, s.xn, self.precision);
-        add_residual(s.x, s.xn, &w.post_ffw_norm);
-    }
-
-    /// Logits for `n` final hidden states (`n x d_model` → `n x vocab`),
-    /// soft-capped when the model says so.
-    pub fn logits(&self, exec: &dyn Executor, hidden: &[f32], n: usize, out: &mut [f32]) {
-        matmul_with(exec, &self.weights.output, hidden, n, out, self.precision);
-        let cap = self.config.final_softcap;
-        if cap > 0.0 {
-            let len = (n * self.config.vocab_size).min(out.len());
-            out[..len].iter_mut().for_each(|v| *v = softcap(*v, cap));
-        }
-    }
-}
-
-fn add_into(dst: &mut [f32], src: &[f32]) {
-    for (a, b) in dst.iter_mut().zip(src) {
-        *a += b;
-    }
+    b.add(Act::X, Act::Xn)
 }

@@ -1,12 +1,12 @@
-//! The Gemma model: configuration, weight views, KV cache, attention and
-//! the forward pass.
+//! The Gemma model: its configuration and rules, what a pass is fed, the
+//! backend seam, and the forward pass written once over it.
 
-pub mod attention;
+pub mod backend;
 pub mod config;
 pub mod forward;
-pub mod kv_cache;
-pub mod weights;
+pub mod input;
 
-pub use config::{Family, ModelConfig};
-pub use forward::{ForwardError, Model, ModelError, Scratch};
-pub use kv_cache::KvCache;
+pub use backend::{Act, Backend, ForwardError, Norm, Rope};
+pub use config::{Family, Fields, ModelConfig};
+pub use forward::{check_stages, forward, logits, Model, Stage};
+pub use input::{Input, Inputs, Mask, Prompt, Span};

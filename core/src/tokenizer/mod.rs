@@ -742,9 +742,15 @@ impl<'a> Tokenizer<'a> {
     pub fn start_of_turn_id(&self) -> Option<u32> {
         self.sot
     }
-    /// Whether generation should stop at `id` (EOS or `<end_of_turn>`).
+    /// The tokens at which generation stops: EOS and `<end_of_turn>` (EOS
+    /// twice where the vocabulary has no turn tokens).
+    pub fn stop_tokens(&self) -> [u32; 2] {
+        [self.eos, self.eot.unwrap_or(self.eos)]
+    }
+
+    /// Whether generation should stop at `id` (one of [`Self::stop_tokens`]).
     pub fn is_end_of_generation(&self, id: u32) -> bool {
-        id == self.eos || Some(id) == self.eot
+        self.stop_tokens().contains(&id)
     }
 
     /// The source bytes the view borrows.

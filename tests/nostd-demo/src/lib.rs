@@ -3,11 +3,12 @@
 #![no_std]
 
 use core::panic::PanicInfo;
+use gemma_core::cpu::CpuBackend;
 use gemma_core::exec::Serial;
 use gemma_core::format::gguf::Gguf;
 use gemma_core::format::gguf_vocab::GgufVocab;
 use gemma_core::generate::{GenerateOptions, Session, SessionSizes};
-use gemma_core::model::Model;
+use gemma_core::model::Prompt;
 use gemma_core::sampling::{Candidate, Sampler};
 use gemma_core::tokenizer::{PieceEntry, Tokenizer};
 
@@ -31,7 +32,7 @@ fn panic(_: &PanicInfo) -> ! {
 /// ids, and the return value is the prompt length (negative on error).
 fn demo(out: &mut [u32]) -> Result<usize, i32> {
     let gguf = Gguf::parse(MODEL).map_err(|_| -1)?;
-    let model = Model::from_gguf(&gguf).map_err(|_| -2)?;
+    let model = gemma_core::load::gguf::model(&gguf).map_err(|_| -2)?;
 
     let vocab = GgufVocab::from_gguf(&gguf).map_err(|_| -3)?;
     let mut entries = [PieceEntry::default(); MAX_VOCAB];
@@ -54,18 +55,23 @@ fn demo(out: &mut [u32]) -> Result<usize, i32> {
         .encode(PROMPT, true, &mut scratch, &mut prompt[1..])
         .map_err(|_| -6)?;
 
-    let sizes = SessionSizes::new(&model, CONTEXT, BATCH).ok_or(-7)?;
+    let cfg = &model.config;
+    let sizes = SessionSizes::new(cfg, CONTEXT, BATCH).ok_or(-7)?;
     let mut floats = [0f32; FLOATS];
     let mut candidates = [Candidate::default(); MAX_VOCAB];
     if sizes.floats > FLOATS || sizes.candidates > MAX_VOCAB {
         return Err(-8);
     }
+    let (backend_floats, logits) =
+        SessionSizes::split(cfg, &mut floats[..sizes.floats]).map_err(|_| -9)?;
+    let layers = 0..cfg.n_layers;
+    let mut backend = CpuBackend::new(&model, &Serial, layers, CONTEXT, BATCH, backend_floats)
+        .map_err(|_| -9)?;
     let mut session =
-        Session::new(&model, CONTEXT, BATCH, &mut floats, &mut candidates).map_err(|_| -9)?;
+        Session::new(cfg, &mut backend, logits, &mut candidates).map_err(|_| -9)?;
     let opts = GenerateOptions {
         max_new_tokens: GENERATE,
         stop_tokens: &[],
-        prefix_end: 0,
     };
     let mut written = n;
     if out.len() < n + GENERATE {
@@ -74,8 +80,7 @@ fn demo(out: &mut [u32]) -> Result<usize, i32> {
     out[..n].copy_from_slice(&prompt[..n]);
     session
         .generate(
-            &Serial,
-            &prompt[..n],
+            Prompt::tokens(&prompt[..n]),
             &mut Sampler::greedy(),
             &opts,
             &mut |t| {

@@ -4,12 +4,15 @@
 //! the encoded bytes); which file the bytes came from is decided here, once,
 //! when the views are built.
 
-use super::config::{ModelConfig, MAX_LAYERS};
+pub mod roles;
+
 use crate::codec::{self, Codec};
-use crate::format::gguf::{Gguf, TensorInfo};
-use crate::format::sbs::SbsFile;
 use crate::quant::{self, WeightType};
 use core::fmt;
+pub use roles::{Dims, Role, TensorId, ROLES};
+
+/// The most layers any supported model has (Gemma 3 27B has 62).
+pub const MAX_LAYERS: usize = 64;
 
 /// How a [`Matrix`]'s bytes encode its elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +53,14 @@ pub struct Matrix<'a> {
 
 impl Default for Matrix<'_> {
     fn default() -> Self {
-        Self {
+        Self::empty()
+    }
+}
+
+impl Matrix<'_> {
+    /// A matrix of no rows: an absent optional tensor.
+    pub const fn empty() -> Self {
+        Matrix {
             enc: Encoding::Ggml(WeightType::F32),
             rows: 0,
             cols: 0,
@@ -280,220 +290,89 @@ pub struct Weights<'a> {
     pub layers: [LayerWeights<'a>; MAX_LAYERS],
 }
 
+impl<'a> LayerWeights<'a> {
+    /// The matrix playing `role` in this block (an empty matrix for a
+    /// model-level role).
+    pub fn get(&self, role: Role) -> &Matrix<'a> {
+        match role {
+            Role::AttnNorm => &self.attn_norm,
+            Role::Q => &self.q,
+            Role::K => &self.k,
+            Role::V => &self.v,
+            Role::O => &self.o,
+            Role::QNorm => &self.q_norm,
+            Role::KNorm => &self.k_norm,
+            Role::PostAttnNorm => &self.post_attn_norm,
+            Role::FfnNorm => &self.ffn_norm,
+            Role::Gate => &self.gate,
+            Role::Up => &self.up,
+            Role::Down => &self.down,
+            Role::PostFfwNorm => &self.post_ffw_norm,
+            Role::Embedding | Role::FinalNorm | Role::Output => &EMPTY,
+        }
+    }
+
+    /// The slot for `role` (`None` for a model-level role).
+    pub fn slot(&mut self, role: Role) -> Option<&mut Matrix<'a>> {
+        Some(match role {
+            Role::AttnNorm => &mut self.attn_norm,
+            Role::Q => &mut self.q,
+            Role::K => &mut self.k,
+            Role::V => &mut self.v,
+            Role::O => &mut self.o,
+            Role::QNorm => &mut self.q_norm,
+            Role::KNorm => &mut self.k_norm,
+            Role::PostAttnNorm => &mut self.post_attn_norm,
+            Role::FfnNorm => &mut self.ffn_norm,
+            Role::Gate => &mut self.gate,
+            Role::Up => &mut self.up,
+            Role::Down => &mut self.down,
+            Role::PostFfwNorm => &mut self.post_ffw_norm,
+            Role::Embedding | Role::FinalNorm | Role::Output => return None,
+        })
+    }
+}
+
+static EMPTY: Matrix<'static> = Matrix::empty();
+
+impl<'a> Weights<'a> {
+    /// The matrix `id` names (an empty matrix for a layer the model lacks).
+    pub fn get(&self, id: TensorId) -> &Matrix<'a> {
+        match id.role {
+            Role::Embedding => &self.embed,
+            Role::FinalNorm => &self.final_norm,
+            Role::Output => &self.output,
+            role => self.layers.get(id.layer).map_or(&EMPTY, |l| l.get(role)),
+        }
+    }
+}
+
+/// Which format's names an error message uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Naming {
+    Gguf,
+    Sbs,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightsError {
     /// A tensor the model needs is absent.
-    Missing {
-        layer: Option<usize>,
-        name: &'static str,
-    },
-    /// A tensor's shape differs from what the configuration implies.
-    Shape {
-        layer: Option<usize>,
-        name: &'static str,
-    },
+    Missing(TensorId, Naming),
+    /// A tensor's shape (or encoding) differs from what the configuration
+    /// implies.
+    Shape(TensorId, Naming),
 }
 
 impl fmt::Display for WeightsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (what, layer, name) = match *self {
-            WeightsError::Missing { layer, name } => ("missing tensor", layer, name),
-            WeightsError::Shape { layer, name } => ("wrong shape for tensor", layer, name),
+        let (what, id, naming) = match *self {
+            WeightsError::Missing(id, n) => ("missing tensor", id, n),
+            WeightsError::Shape(id, n) => ("wrong shape for tensor", id, n),
         };
-        match layer {
-            Some(l) => write!(f, "{what} blk.{l}.{name}"),
-            None => write!(f, "{what} {name}"),
+        match naming {
+            Naming::Gguf => write!(f, "{what} {}", id.gguf_name()),
+            Naming::Sbs => write!(f, "{what} {}", id.sbs_name()),
         }
-    }
-}
-
-/// The decimal digits of `v`, written into the end of `buf`.
-fn decimal(v: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let (mut d, mut v) = (buf.len(), v);
-    loop {
-        d -= 1;
-        buf[d] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return &buf[d..];
-        }
-    }
-}
-
-/// Concatenates `parts` into `buf` (truncating at its end), without allocating.
-fn concat<'b>(buf: &'b mut [u8; 64], parts: &[&[u8]]) -> &'b str {
-    let mut n = 0;
-    for part in parts {
-        let take = part.len().min(buf.len() - n);
-        buf[n..n + take].copy_from_slice(&part[..take]);
-        n += take;
-    }
-    core::str::from_utf8(&buf[..n]).unwrap_or("")
-}
-
-/// Builds `blk.<layer>.<name>` (GGUF's per-layer tensor names).
-fn layer_key<'b>(buf: &'b mut [u8; 64], layer: usize, name: &str) -> &'b str {
-    let mut digits = [0u8; 20];
-    concat(
-        buf,
-        &[b"blk.", decimal(layer, &mut digits), b".", name.as_bytes()],
-    )
-}
-
-fn matrix_of<'a>(t: &TensorInfo<'a>) -> Option<Matrix<'a>> {
-    if t.n_dims > 2 {
-        return None;
-    }
-    Matrix::new(t.ty, t.dims[1] as usize, t.dims[0] as usize, t.data)
-}
-
-impl<'a> Weights<'a> {
-    /// Finds every tensor a GGUF Gemma model needs and checks its shape.
-    pub fn from_gguf(g: &Gguf<'a>, cfg: &ModelConfig) -> Result<Self, WeightsError> {
-        let top =
-            |name: &'static str, rows: usize, cols: usize| -> Result<Matrix<'a>, WeightsError> {
-                let t = g
-                    .tensor(name)
-                    .ok_or(WeightsError::Missing { layer: None, name })?;
-                matrix_of(&t)
-                    .filter(|m| m.rows == rows && m.cols == cols)
-                    .ok_or(WeightsError::Shape { layer: None, name })
-            };
-        let embed = top("token_embd.weight", cfg.vocab_size, cfg.d_model)?;
-        let final_norm = top("output_norm.weight", 1, cfg.d_model)?;
-        let output = match g.tensor("output.weight") {
-            Some(_) => top("output.weight", cfg.vocab_size, cfg.d_model)?,
-            None => embed,
-        };
-        let mut layers = [LayerWeights::default(); MAX_LAYERS];
-        for (l, lw) in layers.iter_mut().enumerate().take(cfg.n_layers) {
-            let get = |name: &'static str, rows: usize, cols: usize, required: bool| {
-                let mut buf = [0u8; 64];
-                match g.tensor(layer_key(&mut buf, l, name)) {
-                    None if required => Err(WeightsError::Missing {
-                        layer: Some(l),
-                        name,
-                    }),
-                    None => Ok(Matrix::default()),
-                    Some(t) => matrix_of(&t)
-                        .filter(|m| m.rows == rows && m.cols == cols)
-                        .ok_or(WeightsError::Shape {
-                            layer: Some(l),
-                            name,
-                        }),
-                }
-            };
-            let (d, q, kv, hd, ff) = (
-                cfg.d_model,
-                cfg.q_dim(),
-                cfg.kv_dim(),
-                cfg.head_dim,
-                cfg.d_ff,
-            );
-            *lw = LayerWeights {
-                attn_norm: get("attn_norm.weight", 1, d, true)?,
-                q: get("attn_q.weight", q, d, true)?,
-                k: get("attn_k.weight", kv, d, true)?,
-                v: get("attn_v.weight", kv, d, true)?,
-                o: get("attn_output.weight", d, q, true)?,
-                q_norm: get("attn_q_norm.weight", 1, hd, cfg.qk_norm)?,
-                k_norm: get("attn_k_norm.weight", 1, hd, cfg.qk_norm)?,
-                post_attn_norm: get("post_attention_norm.weight", 1, d, cfg.post_norms)?,
-                ffn_norm: get("ffn_norm.weight", 1, d, true)?,
-                gate: get("ffn_gate.weight", ff, d, true)?,
-                up: get("ffn_up.weight", ff, d, true)?,
-                down: get("ffn_down.weight", d, ff, true)?,
-                post_ffw_norm: get("post_ffw_norm.weight", 1, d, cfg.post_norms)?,
-            };
-        }
-        Ok(Self {
-            embed,
-            output,
-            final_norm,
-            layers,
-        })
-    }
-}
-
-/// Builds `<name>_<layer>` (gemma.cpp's per-layer tensor names).
-fn sbs_key<'b>(buf: &'b mut [u8; 64], name: &str, layer: usize) -> &'b str {
-    let mut digits = [0u8; 20];
-    concat(buf, &[name.as_bytes(), b"_", decimal(layer, &mut digits)])
-}
-
-impl<'a> Weights<'a> {
-    /// Views into a gemma.cpp `.sbs` file's tensors (layouts in
-    /// [`crate::format::sbs`]): `qkv_ein` is cut into Q, K and V row
-    /// ranges, `gating_ein` into gate and up, and `att_ein` is read
-    /// head-major as the `[M, H D]` output projection. After the Q rows,
-    /// each KV head's K rows are followed by its V rows.
-    pub fn from_sbs(f: &SbsFile<'a>, cfg: &ModelConfig) -> Result<Self, WeightsError> {
-        let get = |name: &'static str,
-                   layer: Option<usize>,
-                   rows: usize,
-                   cols: usize,
-                   required: bool|
-         -> Result<Matrix<'a>, WeightsError> {
-            let mut buf = [0u8; 64];
-            let key = match layer {
-                Some(l) => sbs_key(&mut buf, name, l),
-                None => name,
-            };
-            match f.tensor(key) {
-                None if required => Err(WeightsError::Missing { layer, name }),
-                None => Ok(Matrix::default()),
-                Some(t) if t.rows == rows && t.cols == cols => {
-                    Matrix::gemma(t.codec, rows, cols, t.scale, t.bytes)
-                        .ok_or(WeightsError::Shape { layer, name })
-                }
-                Some(_) => Err(WeightsError::Shape { layer, name }),
-            }
-        };
-        let shape = |layer, name| WeightsError::Shape { layer, name };
-        let (d, hd, ff, h, k) = (
-            cfg.d_model,
-            cfg.head_dim,
-            cfg.d_ff,
-            cfg.n_heads,
-            cfg.n_kv_heads,
-        );
-        let embed = get("c_embedding", None, cfg.vocab_size, d, true)?;
-        let final_norm = get("c_final_norm", None, 1, d, true)?;
-        let mut layers = [LayerWeights::default(); MAX_LAYERS];
-        for (l, lw) in layers.iter_mut().enumerate().take(cfg.n_layers) {
-            let at = Some(l);
-            let qkv = get("qkv_ein", at, (h + 2 * k) * hd, d, true)?;
-            let gating = get("gating_ein", at, 2 * ff, d, true)?;
-            let att = get("att_ein", at, h * d, hd, true)?;
-            let view = |m: Matrix<'a>, start, count, name| {
-                m.rows_view(start, count).ok_or(shape(at, name))
-            };
-            *lw = LayerWeights {
-                attn_norm: get("pre_att_ns", at, 1, d, true)?,
-                q: view(qkv, 0, h * hd, "qkv_ein")?,
-                k: qkv
-                    .row_groups(h * hd, hd, 2 * hd, k)
-                    .ok_or(shape(at, "qkv_ein"))?,
-                v: qkv
-                    .row_groups((h + 1) * hd, hd, 2 * hd, k)
-                    .ok_or(shape(at, "qkv_ein"))?,
-                o: att.head_major(h).ok_or(shape(at, "att_ein"))?,
-                q_norm: get("query_norm", at, 1, hd, cfg.qk_norm)?,
-                k_norm: get("key_norm", at, 1, hd, cfg.qk_norm)?,
-                post_attn_norm: get("post_att_ns", at, 1, d, cfg.post_norms)?,
-                ffn_norm: get("pre_ff_ns", at, 1, d, true)?,
-                gate: view(gating, 0, ff, "gating_ein")?,
-                up: view(gating, ff, ff, "gating_ein")?,
-                down: get("linear_w", at, d, ff, true)?,
-                post_ffw_norm: get("post_ff_ns", at, 1, d, cfg.post_norms)?,
-            };
-        }
-        Ok(Self {
-            embed,
-            output: embed,
-            final_norm,
-            layers,
-        })
     }
 }
 
@@ -532,20 +411,6 @@ mod tests {
         // Groups that would run past the stream are refused.
         assert!(qkv.row_groups(h * hd, hd, 2 * hd, 3).is_none());
         assert!(qkv.row_groups(0, 3, 2, 2).is_none(), "rows > stride");
-    }
-
-    #[test]
-    fn layer_keys_are_spelled_like_gguf() {
-        let mut buf = [0u8; 64];
-        assert_eq!(
-            layer_key(&mut buf, 0, "attn_q.weight"),
-            "blk.0.attn_q.weight"
-        );
-        assert_eq!(
-            layer_key(&mut buf, 61, "ffn_up.weight"),
-            "blk.61.ffn_up.weight"
-        );
-        assert_eq!(sbs_key(&mut buf, "qkv_ein", 17), "qkv_ein_17");
     }
 
     #[test]

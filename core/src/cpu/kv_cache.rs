@@ -5,9 +5,13 @@
 //! of up to `max_batch` positions is written, every key any query of that
 //! batch may still see is kept (the oldest a query at `p` needs is
 //! `p - window + 1`).
+//!
+//! A cache may hold a range of the layers only (the share of one backend
+//! when the layers are split over several); the others get no slots.
 
-use super::config::{ModelConfig, MAX_LAYERS};
+use crate::model::config::{ModelConfig, MAX_LAYERS};
 use core::fmt;
+use core::ops::Range;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct LayerSlots {
@@ -19,7 +23,7 @@ struct LayerSlots {
 pub struct KvCache<'a> {
     buf: &'a mut [f32],
     layers: [LayerSlots; MAX_LAYERS],
-    n_layers: usize,
+    held: Range<usize>,
     kv_dim: usize,
     max_context: usize,
     max_batch: usize,
@@ -57,12 +61,18 @@ fn slots(cfg: &ModelConfig, layer: usize, max_context: usize, max_batch: usize) 
 }
 
 impl<'a> KvCache<'a> {
-    /// Floats needed for `max_context` positions with batches of up to `max_batch`.
-    pub fn required_len(cfg: &ModelConfig, max_context: usize, max_batch: usize) -> Option<usize> {
-        if max_context == 0 || max_batch == 0 {
+    /// Floats needed for `layers`, `max_context` positions and batches of
+    /// up to `max_batch`.
+    pub fn required_len(
+        cfg: &ModelConfig,
+        layers: Range<usize>,
+        max_context: usize,
+        max_batch: usize,
+    ) -> Option<usize> {
+        if max_context == 0 || max_batch == 0 || layers.end > cfg.n_layers.min(MAX_LAYERS) {
             return None;
         }
-        (0..cfg.n_layers.min(MAX_LAYERS)).try_fold(0usize, |acc, l| {
+        layers.into_iter().try_fold(0usize, |acc, l| {
             let per_layer = slots(cfg, l, max_context, max_batch)
                 .checked_mul(cfg.kv_dim())?
                 .checked_mul(2)?;
@@ -72,28 +82,30 @@ impl<'a> KvCache<'a> {
 
     pub fn new(
         cfg: &ModelConfig,
+        layers: Range<usize>,
         max_context: usize,
         max_batch: usize,
         buf: &'a mut [f32],
     ) -> Result<Self, KvError> {
-        let needed = Self::required_len(cfg, max_context, max_batch).ok_or(KvError::BadSize)?;
+        let needed = Self::required_len(cfg, layers.clone(), max_context, max_batch)
+            .ok_or(KvError::BadSize)?;
         if buf.len() < needed {
             return Err(KvError::BufferTooSmall {
                 needed,
                 got: buf.len(),
             });
         }
-        let mut layers = [LayerSlots::default(); MAX_LAYERS];
+        let mut slots_of = [LayerSlots::default(); MAX_LAYERS];
         let mut offset = 0;
-        for (l, slot) in layers.iter_mut().enumerate().take(cfg.n_layers) {
+        for l in layers.clone() {
             let capacity = slots(cfg, l, max_context, max_batch);
-            *slot = LayerSlots { offset, capacity };
+            slots_of[l] = LayerSlots { offset, capacity };
             offset += 2 * capacity * cfg.kv_dim();
         }
         Ok(Self {
             buf: &mut buf[..needed],
-            layers,
-            n_layers: cfg.n_layers,
+            layers: slots_of,
+            held: layers,
             kv_dim: cfg.kv_dim(),
             max_context,
             max_batch,
@@ -108,13 +120,23 @@ impl<'a> KvCache<'a> {
         self.max_batch
     }
 
-    /// Slots kept for `layer` (the ring size of a local layer).
+    /// The layers this cache keeps.
+    pub fn layers(&self) -> Range<usize> {
+        self.held.clone()
+    }
+
+    /// Slots kept for `layer` (the ring size of a local layer; 0 for a
+    /// layer not held).
     pub fn capacity(&self, layer: usize) -> usize {
         self.layers.get(layer).map_or(0, |l| l.capacity)
     }
 
-    fn range(&self, layer: usize, pos: usize, values: bool) -> core::ops::Range<usize> {
-        let l = self.layers[layer.min(self.n_layers.saturating_sub(1))];
+    /// Where `pos` of `layer` lies; an empty range for a layer not held.
+    fn range(&self, layer: usize, pos: usize, values: bool) -> Range<usize> {
+        if !self.held.contains(&layer) {
+            return 0..0;
+        }
+        let l = self.layers[layer];
         let slot = pos % l.capacity.max(1);
         let base = l.offset + if values { l.capacity * self.kv_dim } else { 0 };
         let start = base + slot * self.kv_dim;
@@ -133,12 +155,13 @@ impl<'a> KvCache<'a> {
         &self.buf[self.range(layer, pos, true)]
     }
 
+    /// Stores `pos`'s key and value (ignored for a layer not held).
     pub fn store(&mut self, layer: usize, pos: usize, key: &[f32], value: &[f32]) {
         let k = self.range(layer, pos, false);
-        let n = self.kv_dim.min(key.len());
+        let n = k.len().min(key.len());
         self.buf[k.start..k.start + n].copy_from_slice(&key[..n]);
         let v = self.range(layer, pos, true);
-        let n = self.kv_dim.min(value.len());
+        let n = v.len().min(value.len());
         self.buf[v.start..v.start + n].copy_from_slice(&value[..n]);
     }
 }

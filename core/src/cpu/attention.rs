@@ -9,10 +9,10 @@
 //! partial softmaxes are merged afterwards (split-K, as flash-decoding
 //! does). Other head groupings run one task per (query, head).
 
-use super::config::ModelConfig;
 use super::kv_cache::KvCache;
 use crate::exec::Executor;
 use crate::kernels::ops::{axpy, axpy4, dot, dot4, dot4x3, exp_nonpositive, softcap};
+use crate::model::{Mask, ModelConfig};
 
 /// Keys scored together before their softmax weights are applied.
 const KEY_BLOCK: usize = 32;
@@ -28,34 +28,24 @@ const MAX_SPLIT_HEAD_DIM: usize = 256;
 const MIN_KEYS_PER_PART: usize = 64;
 use crate::kernels::SharedOut;
 
-/// Which keys a query may see.
+/// The attention shape of a model, and the soft-cap of its scores.
 #[derive(Clone, Copy, Debug)]
-pub struct Mask {
-    /// Local layers: only keys with `q - k < window`; 0 = unlimited.
-    pub window: usize,
-    /// Keys before this position are visible to every query of the prefix
-    /// (bidirectional prefix, as PaliGemma uses); 0 = purely causal.
-    pub prefix_end: usize,
-    /// One past the last position written to the cache.
-    pub written_end: usize,
+pub struct Heads {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    /// `cap * tanh(s / cap)` on scores; 0 = off.
+    pub softcap: f32,
 }
 
-impl Mask {
-    /// The inclusive key range visible from query position `q`.
-    pub fn keys(&self, q: usize) -> (usize, usize) {
-        let lo = if self.window > 0 {
-            q.saturating_sub(self.window - 1)
-        } else {
-            0
-        };
-        let mut hi = q;
-        if q < self.prefix_end {
-            hi = hi.max(self.prefix_end - 1);
-            if self.window > 0 {
-                hi = hi.min(q + self.window - 1);
-            }
+impl Heads {
+    pub fn of(cfg: &ModelConfig, softcap: f32) -> Self {
+        Heads {
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.n_kv_heads,
+            head_dim: cfg.head_dim,
+            softcap,
         }
-        (lo, hi.min(self.written_end.saturating_sub(1)))
     }
 }
 
@@ -64,32 +54,32 @@ impl Mask {
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     exec: &dyn Executor,
-    cfg: &ModelConfig,
+    shape: &Heads,
     layer: usize,
     cache: &KvCache,
     q: &[f32],
     start: usize,
     n: usize,
-    mask: Mask,
+    mask: &Mask,
     out: &mut [f32],
 ) {
-    let (nh, hd) = (cfg.n_heads, cfg.head_dim);
-    let group = nh / cfg.n_kv_heads;
+    let (nh, hd) = (shape.n_heads, shape.head_dim);
+    let group = nh / shape.n_kv_heads;
     if group.is_multiple_of(4)
         && n == 1
-        && attend_split(exec, cfg, layer, cache, q, mask.keys(start), out)
+        && attend_split(exec, shape, layer, cache, q, mask.keys(start), out)
     {
         return;
     }
     let shared = SharedOut::new(out);
-    let cap = cfg.attn_softcap;
+    let cap = shape.softcap;
     if group.is_multiple_of(4) {
         exec.run(n * nh / 4, &|task| {
             let (b, first) = (task / (nh / 4), 4 * task);
-            let heads = QueryHeads::at(cfg, q, first);
+            let heads = QueryHeads::at(shape, q, first);
             // SAFETY: each task writes only its own four (b, h) head vectors.
             let mut acc = core::array::from_fn(|k| unsafe { shared.slice((first + k) * hd, hd) });
-            let (_, sum) = attend4(cfg, layer, cache, &heads, mask.keys(start + b), &mut acc);
+            let (_, sum) = attend4(shape, layer, cache, &heads, mask.keys(start + b), &mut acc);
             for (a, s) in acc.iter_mut().zip(sum) {
                 normalize(a, s);
             }
@@ -159,14 +149,14 @@ fn normalize(acc: &mut [f32], sum: f32) {
 /// too few keys) or the partials would not fit (head size).
 fn attend_split(
     exec: &dyn Executor,
-    cfg: &ModelConfig,
+    shape: &Heads,
     layer: usize,
     cache: &KvCache,
     q: &[f32],
     (lo, hi): (usize, usize),
     out: &mut [f32],
 ) -> bool {
-    let (nh, hd) = (cfg.n_heads, cfg.head_dim);
+    let (nh, hd) = (shape.n_heads, shape.head_dim);
     let (groups, threads) = (nh / 4, exec.threads());
     let keys = (hi + 1).saturating_sub(lo);
     let ranges = (2 * threads)
@@ -189,13 +179,13 @@ fn attend_split(
             let (g, r) = (t / ranges, t % ranges);
             let first = lo + r * per_range;
             let last = (first + per_range - 1).min(hi);
-            let heads = QueryHeads::at(cfg, q, 4 * g);
+            let heads = QueryHeads::at(shape, q, 4 * g);
             // SAFETY: task t alone writes part t's four vectors and stats.
             let mut acc =
                 core::array::from_fn(|k| unsafe { shared_partial.slice((4 * t + k) * hd, hd) });
             // A range past `hi` (first > last) leaves zeros and a zero sum,
             // which the merge skips.
-            let (max, sum) = attend4(cfg, layer, cache, &heads, (first, last), &mut acc);
+            let (max, sum) = attend4(shape, layer, cache, &heads, (first, last), &mut acc);
             // SAFETY: as above.
             let st = unsafe { shared_stats.slice(8 * t, 8) };
             st[..4].copy_from_slice(&max);
@@ -237,12 +227,12 @@ impl<'q> QueryHeads<'q> {
     /// Query vectors `first..first + 4` of `q` (`first` counts across
     /// tokens: token `first / n_heads`, heads from `first % n_heads`, a
     /// multiple of four within one KV head's group).
-    fn at(cfg: &ModelConfig, q: &'q [f32], first: usize) -> Self {
-        let hd = cfg.head_dim;
-        let group = cfg.n_heads / cfg.n_kv_heads;
+    fn at(shape: &Heads, q: &'q [f32], first: usize) -> Self {
+        let hd = shape.head_dim;
+        let group = shape.n_heads / shape.n_kv_heads;
         QueryHeads {
             q: core::array::from_fn(|k| &q[(first + k) * hd..][..hd]),
-            kv_head: first % cfg.n_heads / group,
+            kv_head: first % shape.n_heads / group,
         }
     }
 }
@@ -253,15 +243,15 @@ impl<'q> QueryHeads<'q> {
 /// Leaves `acc` unnormalized and returns each head's maximum score and sum
 /// of exponentials (relative to that maximum).
 fn attend4(
-    cfg: &ModelConfig,
+    shape: &Heads,
     layer: usize,
     cache: &KvCache,
     heads: &QueryHeads,
     (lo, hi): (usize, usize),
     acc: &mut [&mut [f32]; 4],
 ) -> ([f32; 4], [f32; 4]) {
-    let hd = cfg.head_dim;
-    let cap = cfg.attn_softcap;
+    let hd = shape.head_dim;
+    let cap = shape.softcap;
     let span = heads.kv_head * hd..(heads.kv_head + 1) * hd;
     for a in acc.iter_mut() {
         a.fill(0.0);
@@ -320,7 +310,7 @@ fn attend4(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::config::Family;
+    use crate::model::{Family, Span};
 
     /// Eight query heads over two KV heads (four per group), a head size of
     /// 40 (a SIMD tail) and a soft-cap of 5.
@@ -408,20 +398,21 @@ mod tests {
     fn grouped_heads_match_the_reference() {
         use crate::exec::Serial;
         let cfg = eight_heads(Family::Gemma2, 128, 37);
+        let heads = Heads::of(&cfg, cfg.attn_softcap);
         let n = 70;
-        let mut buf = std::vec![0f32; KvCache::required_len(&cfg, 80, n).unwrap()];
-        let mut cache = KvCache::new(&cfg, 80, n, &mut buf).unwrap();
+        let mut buf = std::vec![0f32; KvCache::required_len(&cfg, 0..1, 80, n).unwrap()];
+        let mut cache = KvCache::new(&cfg, 0..1, 80, n, &mut buf).unwrap();
         fill(&cfg, &mut cache, n);
         let qd = cfg.n_heads * cfg.head_dim;
         let q: std::vec::Vec<f32> = (0..n * qd).map(|i| noise(i + 12_345)).collect();
         for window in [0, 37] {
             let mask = Mask {
                 window,
-                prefix_end: 5,
+                spans: &[Span::new(0, 5)],
                 written_end: n,
             };
             let mut grouped = std::vec![0f32; n * qd];
-            attend(&Serial, &cfg, 0, &cache, &q, 0, n, mask, &mut grouped);
+            attend(&Serial, &heads, 0, &cache, &q, 0, n, &mask, &mut grouped);
             for b in 0..n {
                 for h in 0..cfg.n_heads {
                     let qh = &q[(b * cfg.n_heads + h) * 40..][..40];
@@ -439,14 +430,24 @@ mod tests {
         // One query alone (the decode path) must agree too.
         let mask = Mask {
             window: 0,
-            prefix_end: 0,
+            spans: &[],
             written_end: n,
         };
         let mut grouped = std::vec![0f32; n * qd];
-        attend(&Serial, &cfg, 0, &cache, &q, 0, n, mask, &mut grouped);
+        attend(&Serial, &heads, 0, &cache, &q, 0, n, &mask, &mut grouped);
         let b = n - 1;
         let mut one = std::vec![0f32; qd];
-        attend(&Serial, &cfg, 0, &cache, &q[b * qd..], b, 1, mask, &mut one);
+        attend(
+            &Serial,
+            &heads,
+            0,
+            &cache,
+            &q[b * qd..],
+            b,
+            1,
+            &mask,
+            &mut one,
+        );
         for (g, o) in grouped[b * qd..].iter().zip(&one) {
             assert!((g - o).abs() <= 1e-5 * o.abs().max(1.0), "{g} vs {o}");
         }
@@ -472,10 +473,10 @@ mod tests {
     /// come out empty.
     #[test]
     fn split_keys_of_one_query_match_the_reference() {
-        let mut cfg = eight_heads(Family::Gemma3, 512, 0);
+        let cfg = eight_heads(Family::Gemma3, 512, 0);
         let n = 300;
-        let mut buf = std::vec![0f32; KvCache::required_len(&cfg, n, 1).unwrap()];
-        let mut cache = KvCache::new(&cfg, n, 1, &mut buf).unwrap();
+        let mut buf = std::vec![0f32; KvCache::required_len(&cfg, 0..1, n, 1).unwrap()];
+        let mut cache = KvCache::new(&cfg, 0..1, n, 1, &mut buf).unwrap();
         fill(&cfg, &mut cache, n);
         let qd = cfg.n_heads * cfg.head_dim;
         let q: std::vec::Vec<f32> = (0..qd).map(|i| noise(i + 12_345)).collect();
@@ -487,23 +488,23 @@ mod tests {
             (0.0, 130, 299),
         ];
         for (cap, window, query) in cases {
-            cfg.attn_softcap = cap;
+            let heads = Heads::of(&cfg, cap);
             let mask = Mask {
                 window,
-                prefix_end: 0,
+                spans: &[],
                 written_end: n,
             };
             for threads in [2, 4, 16] {
                 let mut got = std::vec![0f32; qd];
                 attend(
                     &ClaimsThreads(threads),
-                    &cfg,
+                    &heads,
                     0,
                     &cache,
                     &q,
                     query,
                     1,
-                    mask,
+                    &mask,
                     &mut got,
                 );
                 for h in 0..cfg.n_heads {
@@ -525,35 +526,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn mask_is_causal_windowed_and_bidirectional_in_prefix() {
-        let causal = Mask {
-            window: 0,
-            prefix_end: 0,
-            written_end: 100,
-        };
-        assert_eq!(causal.keys(10), (0, 10));
-        let local = Mask {
-            window: 4,
-            prefix_end: 0,
-            written_end: 100,
-        };
-        assert_eq!(local.keys(10), (7, 10));
-        assert_eq!(local.keys(2), (0, 2));
-        let prefix = Mask {
-            window: 0,
-            prefix_end: 6,
-            written_end: 100,
-        };
-        assert_eq!(prefix.keys(1), (0, 5));
-        assert_eq!(prefix.keys(8), (0, 8));
-        let short = Mask {
-            window: 0,
-            prefix_end: 6,
-            written_end: 4,
-        };
-        assert_eq!(short.keys(1), (0, 3));
     }
 }

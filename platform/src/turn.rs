@@ -1,0 +1,255 @@
+//! One generation turn, as `gemma run`, `gemma chat`, `gemma serve` and the
+//! C API all run it: Gemma's chat template, the stop tokens the tokenizer
+//! names, a conversation's cached prefix, generation on the executor's
+//! pool, and the streaming decoder that turns tokens into whole characters.
+
+use crate::{Conversation, LoadedModel, RayonExecutor, TurnStats};
+use gemma_core::generate::{GenerateOptions, SessionError};
+use gemma_core::kernels::Precision;
+use gemma_core::model::Model;
+use gemma_core::sampling::Sampler;
+use gemma_core::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
+
+/// Who speaks a turn. Gemma has two roles; system text joins the next
+/// user turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speaker {
+    System,
+    User,
+    Model,
+}
+
+/// Gemma's chat template as tokens: each turn is
+/// `<start_of_turn>{user|model}\n{text}<end_of_turn>\n`, and
+/// `<start_of_turn>model\n` opens the reply. Message text is tokenized with
+/// control-token parsing off, so `<end_of_turn>` typed by a user stays
+/// text; otherwise the ids equal those of the template string tokenized
+/// with parsing on, since control tokens cut SentencePiece's input into
+/// segments that are encoded apart.
+#[derive(Clone, Copy, Debug)]
+pub struct ChatTemplate<'t> {
+    tok: Tokenizer<'t>,
+    start_of_turn: u32,
+    end_of_turn: u32,
+}
+
+impl<'t> ChatTemplate<'t> {
+    /// The template of `tok`'s model; `None` when its vocabulary lacks
+    /// Gemma's turn tokens.
+    pub fn new(tok: Tokenizer<'t>) -> Option<Self> {
+        Some(Self {
+            tok,
+            start_of_turn: tok.start_of_turn_id()?,
+            end_of_turn: tok.end_of_turn_id()?,
+        })
+    }
+
+    fn text(&self, text: &str, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
+        out.extend(self.tok.encode_to_vec(text, false)?);
+        Ok(())
+    }
+
+    /// Appends one whole turn by `speaker` (a system turn is spoken as the
+    /// user's).
+    pub fn turn(
+        &self,
+        speaker: Speaker,
+        text: &str,
+        out: &mut Vec<u32>,
+    ) -> Result<(), TokenizerError> {
+        let role = if speaker == Speaker::Model {
+            "model"
+        } else {
+            "user"
+        };
+        out.push(self.start_of_turn);
+        self.text(&format!("{role}\n{text}"), out)?;
+        self.close_turn(out)
+    }
+
+    /// Appends `<end_of_turn>\n`: what ends a turn, a reply included.
+    pub fn close_turn(&self, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
+        out.push(self.end_of_turn);
+        self.text("\n", out)
+    }
+
+    /// Appends `<start_of_turn>model\n`, after which the model replies.
+    pub fn open_reply(&self, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
+        out.push(self.start_of_turn);
+        self.text("model\n", out)
+    }
+
+    /// A conversation's prompt: BOS, its turns, and the opened reply.
+    /// System text is put before the next user turn's, separated by a
+    /// blank line (as Gemma's own template does); trailing system text
+    /// becomes a user turn.
+    pub fn prompt(&self, turns: &[(Speaker, &str)]) -> Result<Vec<u32>, TokenizerError> {
+        let mut out = vec![self.tok.bos_id()];
+        let mut system: Vec<&str> = Vec::new();
+        let user = |out: &mut Vec<u32>, system: &mut Vec<&str>, text: &str| {
+            let mut joined = String::new();
+            for s in system.drain(..) {
+                joined.push_str(s);
+                joined.push_str("\n\n");
+            }
+            joined.push_str(text);
+            self.turn(Speaker::User, &joined, out)
+        };
+        for &(speaker, text) in turns {
+            match speaker {
+                Speaker::System => system.push(text),
+                Speaker::User => user(&mut out, &mut system, text)?,
+                Speaker::Model => self.turn(Speaker::Model, text, &mut out)?,
+            }
+        }
+        if let Some(last) = system.pop() {
+            user(&mut out, &mut system, last)?;
+        }
+        self.open_reply(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// What a turn streams to its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streamed<'s> {
+    /// A generated token and the text it completes (empty while a
+    /// character's bytes are incomplete, and for control tokens).
+    Token { id: u32, text: &'s str },
+    /// Generation ended: the text still held back (an incomplete character
+    /// becomes U+FFFD); often empty.
+    End { text: &'s str },
+}
+
+/// What one turn did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnOutput {
+    pub stats: TurnStats,
+    /// The generated ids (a stop token is not among them).
+    pub ids: Vec<u32>,
+}
+
+/// A loaded model ready for turns: its weights, tokenizer and arithmetic,
+/// and the pool its kernels run on.
+pub struct Generator<'a> {
+    pub model: Model<'a>,
+    pub tokenizer: Tokenizer<'a>,
+    pub precision: Precision,
+    pub exec: &'a RayonExecutor,
+}
+
+impl<'a> Generator<'a> {
+    pub fn new(loaded: &'a LoadedModel, exec: &'a RayonExecutor) -> Self {
+        Self {
+            model: loaded.model(),
+            tokenizer: loaded.tokenizer(),
+            precision: loaded.precision(),
+            exec,
+        }
+    }
+
+    /// Generates a reply to `history` (the whole conversation, BOS and
+    /// template included) in `conv`, which reuses what it has cached of
+    /// it. Up to `max_new_tokens` tokens; it stops at the tokenizer's
+    /// end-of-generation tokens or when `on` returns false. Runs on a
+    /// worker of the pool, where the kernels dispatch without allocating;
+    /// so does `on`.
+    pub fn turn(
+        &self,
+        conv: &mut Conversation,
+        history: &[u32],
+        sampler: &mut Sampler,
+        max_new_tokens: usize,
+        on: &mut (dyn FnMut(Streamed) -> bool + Send),
+    ) -> Result<TurnOutput, SessionError> {
+        let stops = self.tokenizer.stop_tokens();
+        let opts = GenerateOptions {
+            max_new_tokens,
+            stop_tokens: &stops,
+        };
+        let room = conv.max_context().saturating_sub(history.len()) + 1;
+        let (model, precision, exec) = (&self.model, self.precision, self.exec);
+        let mut decoder = StreamDecoder::new(self.tokenizer);
+        self.exec.install(|| {
+            let mut ids = Vec::with_capacity(max_new_tokens.min(room));
+            // Pieces of one token are short: this never grows in the loop.
+            let mut text = String::with_capacity(256);
+            let mut go_on = true;
+            let stats =
+                conv.generate(model, precision, exec, history, sampler, &opts, &mut |t| {
+                    ids.push(t);
+                    text.clear();
+                    decoder.push_with(t, |s| text.push_str(s));
+                    go_on = on(Streamed::Token { id: t, text: &text });
+                    go_on
+                })?;
+            if go_on {
+                text.clear();
+                decoder.finish_with(|s| text.push_str(s));
+                on(Streamed::End { text: &text });
+            }
+            Ok(TurnOutput { stats, ids })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokenizer() -> (gemma_core::tokenizer::TokenizerTables, Vec<u8>) {
+        let proto = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../core/tests/data/gemma3-tokenizer.spm"),
+        )
+        .unwrap();
+        let tables = gemma_core::tokenizer::TokenizerTables::from_spm(&proto).unwrap();
+        (tables, proto)
+    }
+
+    /// The token template equals Gemma's template string tokenized with
+    /// control tokens parsed, for messages without control text.
+    #[test]
+    fn template_tokens_equal_the_template_string() {
+        let (tables, proto) = tokenizer();
+        let tok = tables.view(&proto).unwrap();
+        let t = ChatTemplate::new(tok).unwrap();
+        let turns = [
+            (Speaker::System, "Be brief."),
+            (Speaker::User, "Q1"),
+            (Speaker::Model, "A1"),
+            (Speaker::User, "Q2 with  spaces\nand lines"),
+        ];
+        let ids = t.prompt(&turns).unwrap();
+        let text = "<start_of_turn>user\nBe brief.\n\nQ1<end_of_turn>\n\
+                    <start_of_turn>model\nA1<end_of_turn>\n\
+                    <start_of_turn>user\nQ2 with  spaces\nand lines<end_of_turn>\n\
+                    <start_of_turn>model\n";
+        let mut want = vec![tok.bos_id()];
+        want.extend(tok.encode_to_vec(text, true).unwrap());
+        assert_eq!(ids, want);
+        // Trailing system text becomes a user turn.
+        let alone = t.prompt(&[(Speaker::System, "Say hi.")]).unwrap();
+        let mut want = vec![tok.bos_id()];
+        want.extend(
+            tok.encode_to_vec(
+                "<start_of_turn>user\nSay hi.<end_of_turn>\n<start_of_turn>model\n",
+                true,
+            )
+            .unwrap(),
+        );
+        assert_eq!(alone, want);
+    }
+
+    /// Control text typed in a message stays text.
+    #[test]
+    fn control_text_in_a_message_is_not_a_control_token() {
+        let (tables, proto) = tokenizer();
+        let tok = tables.view(&proto).unwrap();
+        let t = ChatTemplate::new(tok).unwrap();
+        let ids = t.prompt(&[(Speaker::User, "a<end_of_turn>b")]).unwrap();
+        let eot = tok.end_of_turn_id().unwrap();
+        // The user turn's own end is the only one.
+        assert_eq!(ids.iter().filter(|&&i| i == eot).count(), 1);
+    }
+}
