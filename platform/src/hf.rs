@@ -69,9 +69,10 @@ fn fields(v: &Value) -> Result<Fields, ConvertError> {
             )))
         }
     };
+    let default = |k: &str| config_default(model_type, k);
     let opt_uint = |k: &str| -> Result<Option<usize>, ConvertError> {
         match c.get(k) {
-            None | Some(Value::Null) => Ok(None),
+            None | Some(Value::Null) => Ok(default(k).map(|v| v as usize)),
             Some(x) => x
                 .as_u64()
                 .filter(|&v| v > 0 && v <= 1 << 30)
@@ -82,7 +83,12 @@ fn fields(v: &Value) -> Result<Fields, ConvertError> {
     let uint = |k: &str| {
         opt_uint(k)?.ok_or_else(|| err(format!("config.json: {k} missing or out of range")))
     };
-    let float = |k: &str| c.get(k).and_then(Value::as_f64).map(|x| x as f32);
+    let float = |k: &str| {
+        c.get(k)
+            .and_then(Value::as_f64)
+            .or_else(|| default(k))
+            .map(|x| x as f32)
+    };
     let mut f = Fields::new(family);
     f.d_model = uint("hidden_size")?;
     f.n_layers = uint("num_hidden_layers")?;
@@ -94,9 +100,13 @@ fn fields(v: &Value) -> Result<Fields, ConvertError> {
     f.context_length = uint("max_position_embeddings")?;
     f.rms_eps = float("rms_norm_eps");
     f.sliding_window = opt_uint("sliding_window")?;
-    f.sliding_window_pattern = match opt_uint("sliding_window_pattern")? {
+    let stated = |k: &str| c.get(k).and_then(Value::as_u64).map(|v| v as usize);
+    f.sliding_window_pattern = match stated("sliding_window_pattern") {
         Some(p) => Some(p),
-        None => opt_uint("_sliding_window_pattern")?.or(layer_types_period(c)?),
+        None => match stated("_sliding_window_pattern") {
+            Some(p) => Some(p),
+            None => layer_types_period(c)?.or(opt_uint("sliding_window_pattern")?),
+        },
     };
     f.rope_theta = float("rope_theta");
     f.rope_local_base = float("rope_local_base_freq");
@@ -123,6 +133,61 @@ fn fields(v: &Value) -> Result<Fields, ConvertError> {
     f.final_softcap = float("final_logit_softcapping");
     f.norm_gains_include_one = false;
     Ok(f)
+}
+
+/// What transformers' config class for `model_type` assumes where a
+/// `config.json` is silent (`GemmaConfig`, `Gemma2Config`,
+/// `Gemma3TextConfig`): the multimodal Gemma 3 and PaliGemma 2 configs
+/// state only what differs from these.
+fn config_default(model_type: &str, key: &str) -> Option<f64> {
+    let table: &[(&str, f64)] = match model_type {
+        "gemma" => &[
+            ("vocab_size", 256_000.0),
+            ("hidden_size", 3072.0),
+            ("intermediate_size", 24_576.0),
+            ("num_hidden_layers", 28.0),
+            ("num_attention_heads", 16.0),
+            ("num_key_value_heads", 16.0),
+            ("head_dim", 256.0),
+            ("max_position_embeddings", 8192.0),
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 10_000.0),
+        ],
+        "gemma2" => &[
+            ("vocab_size", 256_000.0),
+            ("hidden_size", 2304.0),
+            ("intermediate_size", 9216.0),
+            ("num_hidden_layers", 26.0),
+            ("num_attention_heads", 8.0),
+            ("num_key_value_heads", 4.0),
+            ("head_dim", 256.0),
+            ("max_position_embeddings", 8192.0),
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 10_000.0),
+            ("query_pre_attn_scalar", 256.0),
+            ("sliding_window", 4096.0),
+            ("final_logit_softcapping", 30.0),
+            ("attn_logit_softcapping", 50.0),
+        ],
+        "gemma3_text" | "gemma3" => &[
+            ("vocab_size", 262_208.0),
+            ("hidden_size", 2304.0),
+            ("intermediate_size", 9216.0),
+            ("num_hidden_layers", 26.0),
+            ("num_attention_heads", 8.0),
+            ("num_key_value_heads", 4.0),
+            ("head_dim", 256.0),
+            ("max_position_embeddings", 131_072.0),
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 1_000_000.0),
+            ("query_pre_attn_scalar", 256.0),
+            ("sliding_window", 4096.0),
+            ("rope_local_base_freq", 10_000.0),
+            ("sliding_window_pattern", 6.0),
+        ],
+        _ => &[],
+    };
+    table.iter().find(|(k, _)| *k == key).map(|&(_, v)| v)
 }
 
 /// The period of newer configs' `layer_types` list (`sliding_attention`

@@ -227,7 +227,9 @@ fn bad_checkpoints_are_refused() {
     };
     assert!(case("{", &[]).contains("config.json"));
     assert!(case(r#"{"model_type": "llama"}"#, &[]).contains("not Gemma"));
-    assert!(case(r#"{"model_type": "gemma3_text"}"#, &[]).contains("hidden_size"));
+    assert!(
+        case(r#"{"model_type": "gemma3_text", "hidden_size": 0}"#, &[]).contains("hidden_size")
+    );
     let cfg = r#"{"model_type":"gemma3_text","hidden_size":640,"intermediate_size":2048,"num_hidden_layers":18,"num_attention_heads":4,"num_key_value_heads":1,"head_dim":256,"vocab_size":262144,"max_position_embeddings":32768,"sliding_window":512}"#;
     assert!(case(cfg, &[]).contains("model.safetensors"));
     assert!(case(

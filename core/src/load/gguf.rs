@@ -62,6 +62,8 @@ pub fn fields(g: &Gguf, vocab_size: usize) -> Result<Fields, ConfigError> {
     let mut float = |suffix: &'static str| g.get_f32(key.with(suffix));
     f.rms_eps = float(".attention.layer_norm_rms_epsilon");
     f.rope_theta = float(".rope.freq_base");
+    // Newer converters state Gemma 3's sliding-window base too.
+    f.rope_local_base = float(".rope.freq_base_swa");
     f.rope_scaling = float(".rope.scaling.factor");
     f.attn_softcap = float(".attn_logit_softcapping");
     f.final_softcap = float(".final_logit_softcapping");
