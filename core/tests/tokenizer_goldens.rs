@@ -2,10 +2,10 @@
 //! the reference ids in `tests/data/gemma3_tokenize.txt`.
 #![cfg(feature = "alloc")]
 
+use gemma_core::format::gguf::{Array, ValueType};
 use gemma_core::tokenizer::{
-    PieceEntry, PieceKind, SpecialIds, StreamDecoder, Tokenizer, TokenizerTables,
+    GgufVocab, PieceEntry, PieceKind, SpecialIds, StreamDecoder, Tokenizer, TokenizerTables,
 };
-use std::time::Instant;
 
 fn data(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -106,9 +106,7 @@ fn tokenizer_golden_encode_and_decode() {
     let n = Tokenizer::spm_vocab_size(&spm).unwrap();
     let mut entries = vec![PieceEntry::default(); Tokenizer::entries_len(n)];
     let mut index = vec![0u32; Tokenizer::index_len(n)];
-    let t0 = Instant::now();
     let tok = Tokenizer::build_from_spm(&spm, &mut entries, &mut index).unwrap();
-    eprintln!("build_from_spm: {:?}", t0.elapsed());
     let mut checked = 0;
     for c in cases() {
         if c.kind == "encode" {
@@ -168,17 +166,15 @@ fn tokenizer_gguf_arrays_match_goldens() {
     let n = st.vocab_size();
     let mut entries = vec![PieceEntry::default(); Tokenizer::entries_len(n)];
     let mut index = vec![0u32; Tokenizer::index_len(n)];
-    let gt = Tokenizer::build_from_gguf_arrays(
-        &tokens,
-        n,
-        &scores,
-        &types,
+    let array = |elem, data| Array { elem, len: n, data };
+    let vocab = GgufVocab {
+        tokens: array(ValueType::String, &tokens),
+        scores: Some(array(ValueType::F32, &scores)),
+        types: Some(array(ValueType::I32, &types)),
         specials,
-        false,
-        &mut entries,
-        &mut index,
-    )
-    .unwrap();
+        add_space_prefix: false,
+    };
+    let gt = vocab.build(&mut entries, &mut index).unwrap();
     assert_eq!(gt.token_to_id("  "), Some(138));
     assert_eq!(gt.kind(3), Some(PieceKind::Control));
     assert_eq!(
@@ -374,8 +370,11 @@ fn tokenizer_random_texts_round_trip() {
     }
 }
 
+/// Long inputs (a text of 5000 characters, one word of 5000 letters, the
+/// worst case for the merge loop) encode and round-trip. How fast they do
+/// is for the benchmarks to say.
 #[test]
-fn tokenizer_encode_is_fast() {
+fn tokenizer_long_texts_round_trip() {
     let spm = spm_bytes();
     let tables = TokenizerTables::from_spm(&spm).unwrap();
     let tok = tables.view(&spm).unwrap();
@@ -392,24 +391,9 @@ fn tokenizer_encode_is_fast() {
     let text: String = text.chars().take(5000).collect();
     let mut scratch = vec![0u32; Tokenizer::encode_scratch_len(text.len())];
     let mut out = vec![0u32; Tokenizer::max_tokens(&text)];
-    let mut best = f64::MAX;
-    let mut n = 0;
-    for _ in 0..5 {
-        let t0 = Instant::now();
-        n = tok.encode(&text, true, &mut scratch, &mut out).unwrap();
-        best = best.min(t0.elapsed().as_secs_f64());
-    }
-    // One long word: the worst case for the merge loop.
+    let n = tok.encode(&text, true, &mut scratch, &mut out).unwrap();
+    assert_eq!(tok.decode_to_string(&out[..n], false), text);
     let long = "a".repeat(5000);
-    let t0 = Instant::now();
-    tok.encode_to_vec(&long, true).unwrap();
-    let t_long = t0.elapsed().as_secs_f64();
-    eprintln!(
-        "encode 5000 chars ({} bytes) -> {n} tokens in {:.3} ms; 5000 x 'a' in {:.3} ms",
-        text.len(),
-        best * 1e3,
-        t_long * 1e3
-    );
-    assert!(best < 0.25, "encode took {best} s");
-    assert!(t_long < 0.25, "encode took {t_long} s");
+    let ids = tok.encode_to_vec(&long, true).unwrap();
+    assert_eq!(tok.decode_to_string(&ids, false), long);
 }

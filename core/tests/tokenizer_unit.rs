@@ -2,9 +2,11 @@
 //! `.spm` builders, and robustness against malformed input.
 #![cfg(feature = "alloc")]
 
+use gemma_core::format::gguf::{Array, ValueType};
 use gemma_core::format::spm::{SpmError, SpmModel, SpmPieceType};
 use gemma_core::tokenizer::{
-    PieceEntry, PieceKind, SpecialIds, StreamDecoder, Tokenizer, TokenizerError, TokenizerTables,
+    GgufVocab, PieceEntry, PieceKind, SpecialIds, StreamDecoder, Tokenizer, TokenizerError,
+    TokenizerTables,
 };
 
 // ---------------------------------------------------------------------------
@@ -47,6 +49,47 @@ fn arrays(pieces: &[(&str, f32, i32)], with_bytes: bool) -> Arrays {
     a
 }
 
+/// A vocabulary over GGUF-encoded arrays, as a parsed file would give
+/// (`len` elements; an empty `scores`/`types` is a missing array).
+fn gguf_vocab<'a>(
+    tokens: &'a [u8],
+    count: usize,
+    scores: &'a [u8],
+    types: &'a [u8],
+    specials: SpecialIds,
+) -> GgufVocab<'a> {
+    let packed = |elem, data: &'a [u8]| {
+        (!data.is_empty()).then_some(Array {
+            elem,
+            len: data.len() / 4,
+            data,
+        })
+    };
+    GgufVocab {
+        tokens: Array {
+            elem: ValueType::String,
+            len: count,
+            data: tokens,
+        },
+        scores: packed(ValueType::F32, scores),
+        types: packed(ValueType::I32, types),
+        specials,
+        add_space_prefix: false,
+    }
+}
+
+impl Arrays {
+    fn vocab(&self, specials: SpecialIds) -> GgufVocab<'_> {
+        gguf_vocab(
+            &self.tokens,
+            self.count,
+            &self.scores,
+            &self.types,
+            specials,
+        )
+    }
+}
+
 /// Ids: 0 <pad>, 1 <eos>, 2 <bos>, 3 <unk>, then the list below, then bytes.
 fn small_vocab() -> Vec<(&'static str, f32, i32)> {
     vec![
@@ -81,15 +124,7 @@ const BYTES_START: u32 = 24;
 
 fn tables(pieces: &[(&str, f32, i32)], with_bytes: bool) -> (Arrays, TokenizerTables) {
     let a = arrays(pieces, with_bytes);
-    let t = TokenizerTables::from_gguf_arrays(
-        &a.tokens,
-        a.count,
-        &a.scores,
-        &a.types,
-        SpecialIds::default(),
-        false,
-    )
-    .unwrap();
+    let t = TokenizerTables::from_gguf(&a.vocab(SpecialIds::default())).unwrap();
     (a, t)
 }
 
@@ -190,9 +225,7 @@ fn tokenizer_special_ids_from_the_file_win() {
         unk: None,
         pad: None,
     };
-    let t =
-        TokenizerTables::from_gguf_arrays(&a.tokens, a.count, &a.scores, &a.types, specials, false)
-            .unwrap();
+    let t = TokenizerTables::from_gguf(&a.vocab(specials)).unwrap();
     let tok = t.view(&a.tokens).unwrap();
     assert_eq!(
         (tok.bos_id(), tok.eos_id(), tok.unk_id()),
@@ -203,8 +236,7 @@ fn tokenizer_special_ids_from_the_file_win() {
         ..SpecialIds::default()
     };
     assert_eq!(
-        TokenizerTables::from_gguf_arrays(&a.tokens, a.count, &a.scores, &a.types, bad, false)
-            .err(),
+        TokenizerTables::from_gguf(&a.vocab(bad)).err(),
         Some(TokenizerError::BadSpecialId(a.count as u32))
     );
 }
@@ -252,16 +284,8 @@ fn tokenizer_buffers_too_small_are_errors() {
     let n = a.count;
     let mut entries = vec![PieceEntry::default(); n - 1];
     let mut index = vec![0u32; Tokenizer::index_len(n)];
-    let r = Tokenizer::build_from_gguf_arrays(
-        &a.tokens,
-        n,
-        &a.scores,
-        &a.types,
-        SpecialIds::default(),
-        false,
-        &mut entries,
-        &mut index,
-    );
+    let vocab = a.vocab(SpecialIds::default());
+    let r = vocab.build(&mut entries, &mut index);
     assert!(matches!(
         r,
         Err(TokenizerError::BufferTooSmall {
@@ -271,31 +295,12 @@ fn tokenizer_buffers_too_small_are_errors() {
     ));
     let mut entries = vec![PieceEntry::default(); n];
     let mut short_index = vec![0u32; Tokenizer::index_len(n) - 1];
-    let r = Tokenizer::build_from_gguf_arrays(
-        &a.tokens,
-        n,
-        &a.scores,
-        &a.types,
-        SpecialIds::default(),
-        false,
-        &mut entries,
-        &mut short_index,
-    );
+    let r = vocab.build(&mut entries, &mut short_index);
     assert!(matches!(
         r,
         Err(TokenizerError::BufferTooSmall { what: "index", .. })
     ));
-    let tok = Tokenizer::build_from_gguf_arrays(
-        &a.tokens,
-        n,
-        &a.scores,
-        &a.types,
-        SpecialIds::default(),
-        false,
-        &mut entries,
-        &mut index,
-    )
-    .unwrap();
+    let tok = vocab.build(&mut entries, &mut index).unwrap();
     let text = "abc abc";
     let mut scratch = vec![0u32; Tokenizer::encode_scratch_len(text.len())];
     let mut out = [0u32; 1];
@@ -319,14 +324,13 @@ fn tokenizer_buffers_too_small_are_errors() {
 fn tokenizer_malformed_gguf_arrays_are_errors() {
     let a = arrays(&small_vocab(), true);
     let build = |tokens: &[u8], count: usize, scores: &[u8], types: &[u8]| {
-        TokenizerTables::from_gguf_arrays(
+        TokenizerTables::from_gguf(&gguf_vocab(
             tokens,
             count,
             scores,
             types,
             SpecialIds::default(),
-            false,
-        )
+        ))
         .err()
     };
     assert!(build(&a.tokens, 0, &a.scores, &a.types).is_some());
@@ -347,18 +351,39 @@ fn tokenizer_malformed_gguf_arrays_are_errors() {
     let mut tokens = a.tokens.clone();
     tokens[0..8].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(build(&tokens, a.count, &a.scores, &a.types).is_some());
+    let mut vocab = a.vocab(SpecialIds::default());
+    vocab.add_space_prefix = true;
     assert_eq!(
-        TokenizerTables::from_gguf_arrays(
-            &a.tokens,
-            a.count,
-            &a.scores,
-            &a.types,
-            SpecialIds::default(),
-            true
-        )
-        .err(),
+        TokenizerTables::from_gguf(&vocab).err(),
         Some(TokenizerError::Unsupported("add_space_prefix"))
     );
+    // Arrays of the wrong element type, and lengths that claim more than
+    // the bytes hold: errors, never panics.
+    let good = a.vocab(SpecialIds::default());
+    let mut v = good;
+    v.tokens.elem = ValueType::U8;
+    assert!(TokenizerTables::from_gguf(&v).is_err());
+    let mut v = good;
+    v.scores = good.types;
+    assert!(TokenizerTables::from_gguf(&v).is_err());
+    let mut v = good;
+    v.types = good.scores;
+    assert!(TokenizerTables::from_gguf(&v).is_err());
+    let mut v = good;
+    v.scores = Some(Array {
+        data: &a.scores[..8],
+        ..good.scores.unwrap()
+    });
+    assert!(TokenizerTables::from_gguf(&v).is_err());
+    let mut v = good;
+    v.types = Some(Array {
+        data: &a.types[..a.types.len() - 1],
+        ..good.types.unwrap()
+    });
+    assert!(TokenizerTables::from_gguf(&v).is_err());
+    let mut entries = vec![PieceEntry::default(); a.count];
+    let mut index = vec![0u32; Tokenizer::index_len(a.count)];
+    assert!(v.build(&mut entries, &mut index).is_err());
     // Missing scores/types are allowed (scores 0, all normal).
     assert!(build(&a.tokens, a.count, &[], &[]).is_none());
     // Every truncation of the token array: no panic.
@@ -368,25 +393,45 @@ fn tokenizer_malformed_gguf_arrays_are_errors() {
 }
 
 #[test]
-fn tokenizer_from_parts_checks_the_header_and_never_panics_on_a_mismatch() {
+fn tokenizer_from_parts_checks_lengths_and_never_panics_on_a_mismatch() {
     let (a, t) = tables(&small_vocab(), true);
+    let meta = t.meta;
+    assert_eq!(meta.vocab_size(), a.count);
+    assert_eq!(t.view(&a.tokens).unwrap().meta(), meta);
     assert!(matches!(
-        Tokenizer::from_parts(&a.tokens, &t.entries, &t.index[..100]),
+        Tokenizer::from_parts(&a.tokens, &t.entries, &t.index[..100], meta),
         Err(TokenizerError::BadIndex(_))
     ));
-    let zeros = vec![0u32; t.index.len()];
-    assert!(Tokenizer::from_parts(&a.tokens, &t.entries, &zeros).is_err());
-    assert!(Tokenizer::from_parts(&a.tokens, &t.entries[..3], &t.index).is_err());
+    assert!(matches!(
+        Tokenizer::from_parts(&a.tokens, &t.entries[..3], &t.index, meta),
+        Err(TokenizerError::BadIndex(_))
+    ));
     let mut index = t.index.clone();
     let last = index.len() - 1;
-    assert!(Tokenizer::from_parts(&a.tokens, &t.entries, &index[..last]).is_err());
+    assert!(Tokenizer::from_parts(&a.tokens, &t.entries, &index[..last], meta).is_err());
+    // Longer buffers are fine: the view takes what the meta says.
+    let mut longer = t.index.clone();
+    longer.push(7);
+    let tok = Tokenizer::from_parts(&a.tokens, &t.entries, &longer, meta).unwrap();
+    assert_eq!(tok.encode_to_vec("abc", true).unwrap(), [22]);
+    // The index is not self-describing: all zeros is a view that finds
+    // nothing (and maps every byte to id 0), not an error and not a panic.
+    let zeros = vec![0u32; t.index.len()];
+    let tok = Tokenizer::from_parts(&a.tokens, &t.entries, &zeros, meta).unwrap();
+    assert_eq!(tok.token_to_id("ab"), None);
+    let _ = tok.encode_to_vec("abc <x>\n\n é🙂 <bos>", true);
+    // The meta of a larger vocabulary: these tables are too short for it.
+    let mut more = small_vocab();
+    more.extend(std::iter::repeat_n(("x", 0.0, NORMAL), 2000));
+    let (_, big) = tables(&more, true);
+    assert!(Tokenizer::from_parts(&a.tokens, &t.entries, &t.index, big.meta).is_err());
     // Corrupt table words and a wrong source: wrong answers at worst.
     for (i, w) in index.iter_mut().enumerate().skip(2000) {
         *w = (i as u32).wrapping_mul(2_654_435_761);
     }
     let wrong_source = b"nothing like the real thing";
     for source in [&a.tokens[..], &wrong_source[..]] {
-        if let Ok(tok) = Tokenizer::from_parts(source, &t.entries, &index) {
+        if let Ok(tok) = Tokenizer::from_parts(source, &t.entries, &index, meta) {
             let _ = tok.encode_to_vec("abc <x>\n\n é🙂 <bos>", true);
             let _ = tok.decode_to_string(&[0, 1, 2, 11, 30, 100], false);
             let _ = tok.token_to_id("ab");

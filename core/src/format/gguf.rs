@@ -206,6 +206,29 @@ impl<'a> Array<'a> {
             left,
         }
     }
+
+    /// Element `i` of an `F32` array; `None` for another element type or
+    /// past the end.
+    pub fn f32_at(&self, i: usize) -> Option<f32> {
+        self.word_at(ValueType::F32, i).map(f32::from_le_bytes)
+    }
+
+    /// Element `i` of an `I32` array; `None` for another element type or
+    /// past the end.
+    pub fn i32_at(&self, i: usize) -> Option<i32> {
+        self.word_at(ValueType::I32, i).map(i32::from_le_bytes)
+    }
+
+    /// The four bytes of element `i` of an array of `elem`. Checked against
+    /// both `len` and `data`: the fields are public, so an array built by
+    /// hand need not have them agree the way a parsed one does.
+    fn word_at(&self, elem: ValueType, i: usize) -> Option<[u8; 4]> {
+        if self.elem != elem || i >= self.len {
+            return None;
+        }
+        let start = i.checked_mul(4)?;
+        self.data.get(start..start.checked_add(4)?)?.try_into().ok()
+    }
 }
 
 pub struct StringIter<'a> {
@@ -738,5 +761,36 @@ impl<'a> Iterator for TensorIter<'a> {
             ty: rec.ty,
             data,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_array_elements_are_checked_against_type_len_and_bytes() {
+        let data = [1.5f32.to_le_bytes(), (-2f32).to_le_bytes()].concat();
+        let a = Array {
+            elem: ValueType::F32,
+            len: 2,
+            data: &data,
+        };
+        assert_eq!(
+            (a.f32_at(0), a.f32_at(1), a.f32_at(2)),
+            (Some(1.5), Some(-2.0), None)
+        );
+        assert_eq!(a.f32_at(usize::MAX), None);
+        // Wrong element type.
+        assert_eq!(a.i32_at(0), None);
+        // A length that claims more than the bytes hold.
+        let lying = Array { len: 3, ..a };
+        assert_eq!(lying.f32_at(2), None);
+        let ints = Array {
+            elem: ValueType::I32,
+            len: 1,
+            data: &(-7i32).to_le_bytes(),
+        };
+        assert_eq!((ints.i32_at(0), ints.f32_at(0)), (Some(-7), None));
     }
 }

@@ -1,6 +1,5 @@
 //! File formats, parsed over borrowed bytes; none of them panics or allocates.
 pub mod gguf;
-pub mod gguf_vocab;
 pub(crate) mod reader;
 pub mod safetensors;
 pub mod sbs;

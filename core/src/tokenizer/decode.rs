@@ -1,6 +1,7 @@
 //! Decoding: ids to UTF-8, whole or token by token.
 
-use super::{check_len, PieceKind, Tokenizer, TokenizerError, SPACE_ESC};
+use super::index::SPACE_ESC;
+use super::{check_len, PieceKind, Tokenizer, TokenizerError};
 
 const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
 
@@ -177,7 +178,10 @@ impl<'a> StreamDecoder<'a> {
             return;
         };
         if self.skip_special
-            && (e.kind.is_special() || id == tok.bos || id == tok.eos || Some(id) == tok.pad)
+            && (e.kind.is_special()
+                || id == tok.meta.bos
+                || id == tok.meta.eos
+                || Some(id) == tok.meta.pad)
         {
             return;
         }

@@ -1,9 +1,7 @@
 //! Encoding: special-piece matching, then BPE merges over caller scratch.
 
-use super::{
-    check_len, key_add, key_eq, key_hash, PieceKind, Tokenizer, TokenizerError, HASH_INIT,
-    H_CTRL_MASK, H_UD_MASK, NONE, SPACE_ESC,
-};
+use super::index::{key_add, key_eq, key_hash, CTRL_MASK, HASH_INIT, NONE, SPACE_ESC, UD_MASK};
+use super::{check_len, PieceKind, Tokenizer, TokenizerError};
 
 /// Words per symbol: start, len (0 once merged away), prev, next.
 const SYM: usize = 4;
@@ -204,9 +202,9 @@ impl<'a> Tokenizer<'a> {
         } else {
             bytes[i]
         };
-        let mut mask = self.mask(H_UD_MASK, first);
+        let mut mask = self.mask(UD_MASK, first);
         if parse_special {
-            mask |= self.mask(H_CTRL_MASK, first);
+            mask |= self.mask(CTRL_MASK, first);
         }
         if mask == 0 {
             return None;
@@ -221,7 +219,7 @@ impl<'a> Tokenizer<'a> {
         for (len, &b) in bytes[i..].iter().enumerate() {
             h = key_add(h, b);
             key_len += if b == b' ' { 3 } else { 1 };
-            if key_len > self.max_special_len || !self.bloom_has(h) {
+            if key_len > self.meta.max_special_len || !self.bloom_has(h) {
                 break;
             }
             if (mask >> (key_len.min(64) - 1)) & 1 == 0 {
@@ -346,7 +344,7 @@ impl<'a> Tokenizer<'a> {
         if let Some(id) = self.normal_piece(text) {
             return out.push(id);
         }
-        if self.byte_fallback {
+        if self.meta.byte_fallback {
             for &b in text {
                 if b == b' ' {
                     for e in SPACE_ESC {
@@ -358,7 +356,7 @@ impl<'a> Tokenizer<'a> {
             }
             return Ok(());
         }
-        match self.unk {
+        match self.meta.unk {
             Some(unk) => out.push(unk),
             None => Err(TokenizerError::Unencodable),
         }

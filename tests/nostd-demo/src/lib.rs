@@ -6,11 +6,10 @@ use core::panic::PanicInfo;
 use gemma_core::cpu::CpuBackend;
 use gemma_core::exec::Serial;
 use gemma_core::format::gguf::Gguf;
-use gemma_core::format::gguf_vocab::GgufVocab;
 use gemma_core::generate::{GenerateOptions, Session, SessionSizes};
 use gemma_core::model::Prompt;
 use gemma_core::sampling::{Candidate, Sampler};
-use gemma_core::tokenizer::{PieceEntry, Tokenizer};
+use gemma_core::tokenizer::{GgufVocab, PieceEntry, Tokenizer};
 
 /// A tiny synthetic model, written by the test that builds this crate.
 static MODEL: &[u8] = include_bytes!(env!("GEMMA_DEMO_MODEL"));
@@ -38,8 +37,8 @@ fn demo(out: &mut [u32]) -> Result<usize, i32> {
     let mut entries = [PieceEntry::default(); MAX_VOCAB];
     let mut index = [0u32; MAX_INDEX];
     let (ne, ni) = (
-        Tokenizer::entries_len(vocab.count),
-        Tokenizer::index_len(vocab.count),
+        Tokenizer::entries_len(vocab.count()),
+        Tokenizer::index_len(vocab.count()),
     );
     if ne > MAX_VOCAB || ni > MAX_INDEX {
         return Err(-4);
@@ -65,10 +64,9 @@ fn demo(out: &mut [u32]) -> Result<usize, i32> {
     let (backend_floats, logits) =
         SessionSizes::split(cfg, &mut floats[..sizes.floats]).map_err(|_| -9)?;
     let layers = 0..cfg.n_layers;
-    let mut backend = CpuBackend::new(&model, &Serial, layers, CONTEXT, BATCH, backend_floats)
-        .map_err(|_| -9)?;
-    let mut session =
-        Session::new(cfg, &mut backend, logits, &mut candidates).map_err(|_| -9)?;
+    let mut backend =
+        CpuBackend::new(&model, &Serial, layers, CONTEXT, BATCH, backend_floats).map_err(|_| -9)?;
+    let mut session = Session::new(cfg, &mut backend, logits, &mut candidates).map_err(|_| -9)?;
     let opts = GenerateOptions {
         max_new_tokens: GENERATE,
         stop_tokens: &[],
