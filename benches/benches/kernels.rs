@@ -7,7 +7,7 @@
 use gemma_benches::random_matrix_bytes;
 use gemma_core::exec::Serial;
 use gemma_core::kernels::matmul::matmul_with;
-use gemma_core::kernels::Precision;
+use gemma_core::kernels::{Arith, Precision};
 use gemma_core::quant::WeightType;
 use gemma_core::weights::Matrix;
 
@@ -75,7 +75,8 @@ fn matmul_bench(
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
         .collect();
     let mut out = vec![0f32; n * rows];
+    let arith = Arith::detect(precision);
     bencher
         .counter(divan::counter::ItemsCount::new(rows * cols * n))
-        .bench_local(|| matmul_with(&Serial, &w, divan::black_box(&x), n, &mut out, precision));
+        .bench_local(|| matmul_with(&Serial, &w, divan::black_box(&x), n, &mut out, arith));
 }

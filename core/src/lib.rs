@@ -4,6 +4,8 @@
 extern crate alloc;
 #[cfg(test)]
 extern crate std;
+#[macro_use]
+mod fmt;
 pub mod codec;
 pub mod cpu;
 pub mod exec;

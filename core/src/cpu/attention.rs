@@ -12,6 +12,7 @@
 use super::kv_cache::KvCache;
 use crate::exec::Executor;
 use crate::kernels::ops::{axpy, axpy4, dot, dot4, dot4x3, exp_nonpositive, softcap};
+use crate::kernels::Isa;
 use crate::model::{Mask, ModelConfig};
 
 /// Keys scored together before their softmax weights are applied.
@@ -28,7 +29,8 @@ const MAX_SPLIT_HEAD_DIM: usize = 256;
 const MIN_KEYS_PER_PART: usize = 64;
 use crate::kernels::SharedOut;
 
-/// The attention shape of a model, and the soft-cap of its scores.
+/// The attention shape of a model, the soft-cap of its scores, and the
+/// kernels' instruction set.
 #[derive(Clone, Copy, Debug)]
 pub struct Heads {
     pub n_heads: usize,
@@ -36,15 +38,17 @@ pub struct Heads {
     pub head_dim: usize,
     /// `cap * tanh(s / cap)` on scores; 0 = off.
     pub softcap: f32,
+    pub isa: Isa,
 }
 
 impl Heads {
-    pub fn of(cfg: &ModelConfig, softcap: f32) -> Self {
+    pub fn of(cfg: &ModelConfig, softcap: f32, isa: Isa) -> Self {
         Heads {
             n_heads: cfg.n_heads,
             n_kv_heads: cfg.n_kv_heads,
             head_dim: cfg.head_dim,
             softcap,
+            isa,
         }
     }
 }
@@ -107,7 +111,7 @@ pub fn attend(
             let mut block_max = f32::NEG_INFINITY;
             for (s, pos) in scores.iter_mut().zip(first..=last) {
                 let k = &cache.key(layer, pos)[kv_head * hd..(kv_head + 1) * hd];
-                *s = softcap(dot(qv, k), cap);
+                *s = softcap(dot(shape.isa, qv, k), cap);
                 block_max = block_max.max(*s);
             }
             if block_max > max {
@@ -123,7 +127,7 @@ pub fn attend(
             for (&p, pos) in scores.iter().zip(first..=last) {
                 sum += p;
                 let v = &cache.value(layer, pos)[kv_head * hd..(kv_head + 1) * hd];
-                axpy(acc, p, v);
+                axpy(shape.isa, acc, p, v);
             }
             first = last + 1;
         }
@@ -209,7 +213,7 @@ fn attend_split(
                 }
                 let w = exp_nonpositive(m - max);
                 total += w * s;
-                axpy(dst, w, &partial[(4 * t + k) * hd..][..hd]);
+                axpy(shape.isa, dst, w, &partial[(4 * t + k) * hd..][..hd]);
             }
             normalize(dst, total);
         }
@@ -268,12 +272,12 @@ fn attend4(
         let mut j = 0;
         while j + 3 <= len {
             let p = first + j;
-            let s = dot4x3([key(p), key(p + 1), key(p + 2)], heads.q);
+            let s = dot4x3(shape.isa, [key(p), key(p + 1), key(p + 2)], heads.q);
             scores[j..j + 3].copy_from_slice(&s);
             j += 3;
         }
         while j < len {
-            scores[j] = dot4(key(first + j), heads.q);
+            scores[j] = dot4(shape.isa, key(first + j), heads.q);
             j += 1;
         }
         let scores = &mut scores[..len];
@@ -301,7 +305,7 @@ fn attend4(
             }
         }
         let [a0, a1, a2, a3] = acc;
-        axpy4([a0, a1, a2, a3], scores, &values[..len]);
+        axpy4(shape.isa, [a0, a1, a2, a3], scores, &values[..len]);
         first = last + 1;
     }
     (max, sum)
@@ -398,7 +402,7 @@ mod tests {
     fn grouped_heads_match_the_reference() {
         use crate::exec::Serial;
         let cfg = eight_heads(Family::Gemma2, 128, 37);
-        let heads = Heads::of(&cfg, cfg.attn_softcap);
+        let heads = Heads::of(&cfg, cfg.attn_softcap, Isa::detect());
         let n = 70;
         let mut buf = std::vec![0f32; KvCache::required_len(&cfg, 0..1, 80, n).unwrap()];
         let mut cache = KvCache::new(&cfg, 0..1, 80, n, &mut buf).unwrap();
@@ -488,7 +492,7 @@ mod tests {
             (0.0, 130, 299),
         ];
         for (cap, window, query) in cases {
-            let heads = Heads::of(&cfg, cap);
+            let heads = Heads::of(&cfg, cap, Isa::detect());
             let mask = Mask {
                 window,
                 spans: &[],

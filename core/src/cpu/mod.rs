@@ -13,7 +13,7 @@ pub mod kv_cache;
 use crate::exec::Executor;
 use crate::kernels::matmul::matmul_with;
 use crate::kernels::ops::{gelu_gate, rms_norm, rms_norm_inplace, rope_apply, rope_table, softcap};
-use crate::kernels::{for_row_chunks, Precision};
+use crate::kernels::{for_row_chunks, Arith, Precision};
 use crate::model::{
     Act, Backend, ForwardError, Input, Inputs, Mask, Model, ModelConfig, Norm, Rope,
 };
@@ -30,7 +30,7 @@ pub struct CpuBackend<'a> {
     cfg: ModelConfig,
     model: &'a Model<'a>,
     exec: &'a dyn Executor,
-    precision: Precision,
+    arith: Arith,
     cache: KvCache<'a>,
     /// One buffer per [`Act`], `max_batch` rows each, in `Act::ALL` order.
     acts: [&'a mut [f32]; Act::ALL.len()],
@@ -107,11 +107,20 @@ impl<'a> CpuBackend<'a> {
         let acts = sizes.map(&mut take);
         let tables = table_len(&cfg, max_batch).ok_or(bad)?;
         let (cos, sin) = (take(tables), take(tables));
+        let arith = Arith::detect(Precision::Exact);
+        debug!(
+            "CPU backend: layers {}..{}, context {}, passes of {}, {} kernels",
+            cache.layers().start,
+            cache.layers().end,
+            max_context,
+            max_batch,
+            arith.isa.name()
+        );
         Ok(Self {
             cfg,
             model,
             exec,
-            precision: Precision::Exact,
+            arith,
             cache,
             acts,
             cos,
@@ -125,7 +134,14 @@ impl<'a> CpuBackend<'a> {
 
     /// The same backend with its matrix products at `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Self {
-        self.precision = precision;
+        self.arith.precision = precision;
+        self
+    }
+
+    /// The same backend with `arith`'s precision and instruction set
+    /// ([`crate::kernels::Isa::Portable`]: the reference arithmetic).
+    pub fn with_arith(mut self, arith: Arith) -> Self {
+        self.arith = arith;
         self
     }
 
@@ -289,12 +305,12 @@ impl Backend for CpuBackend<'_> {
             return Err(ForwardError::Mismatch);
         }
         let gain = self.gain(norm, width)?;
-        let (eps, p1, exec) = (norm.eps, norm.plus_one, self.exec);
+        let (eps, p1, exec, isa) = (norm.eps, norm.plus_one, self.exec, self.arith.isa);
         if src == dst {
             let rows = self.rows_mut(dst);
             for_row_chunks(exec, rows, width, &|_, rows| {
                 for row in rows.chunks_exact_mut(width) {
-                    rms_norm_inplace(row, gain, eps, p1);
+                    rms_norm_inplace(isa, row, gain, eps, p1);
                 }
             });
         } else {
@@ -302,7 +318,7 @@ impl Backend for CpuBackend<'_> {
             for_row_chunks(exec, out, width, &|first, rows| {
                 let x = &x[first * width..];
                 for (row, src) in rows.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
-                    rms_norm(src, gain, eps, p1, row);
+                    rms_norm(isa, src, gain, eps, p1, row);
                 }
             });
         }
@@ -312,11 +328,11 @@ impl Backend for CpuBackend<'_> {
     fn head_norm(&mut self, buf: Act, norm: &Norm) -> Result<(), ForwardError> {
         let hd = self.cfg.head_dim;
         let gain = self.gain(norm, hd)?;
-        let (eps, p1, exec) = (norm.eps, norm.plus_one, self.exec);
+        let (eps, p1, exec, isa) = (norm.eps, norm.plus_one, self.exec, self.arith.isa);
         let width = buf.width(&self.cfg);
         for_row_chunks(exec, self.rows_mut(buf), width, &|_, rows| {
             for head in rows.chunks_exact_mut(hd) {
-                rms_norm_inplace(head, gain, eps, p1);
+                rms_norm_inplace(isa, head, gain, eps, p1);
             }
         });
         Ok(())
@@ -353,9 +369,9 @@ impl Backend for CpuBackend<'_> {
         if m.cols != src.width(&self.cfg) || m.rows != dst.width(&self.cfg) {
             return Err(ForwardError::Mismatch);
         }
-        let (n, exec, precision) = (self.n, self.exec, self.precision);
+        let (n, exec, arith) = (self.n, self.exec, self.arith);
         let (x, out) = self.pair(src, dst)?;
-        matmul_with(exec, m, x, n, out, precision);
+        matmul_with(exec, m, x, n, out, arith);
         Ok(())
     }
 
@@ -386,7 +402,7 @@ impl Backend for CpuBackend<'_> {
         if q.width(&self.cfg) != qd || out.width(&self.cfg) != qd {
             return Err(ForwardError::Mismatch);
         }
-        let heads = Heads::of(&self.cfg, softcap);
+        let heads = Heads::of(&self.cfg, softcap, self.arith.isa);
         let (n, start, exec) = (self.n, self.start, self.exec);
         let [queries, att] = self
             .acts
@@ -449,7 +465,7 @@ impl Backend for CpuBackend<'_> {
         }
         let x = &self.rows(src)[rows.start * d..rows.end * d];
         let out = &mut out[..n * vocab];
-        matmul_with(self.exec, w, x, n, out, self.precision);
+        matmul_with(self.exec, w, x, n, out, self.arith);
         if cap > 0.0 {
             out.iter_mut().for_each(|v| *v = softcap(*v, cap));
         }

@@ -8,7 +8,7 @@
 //! takes fused kernels that decode inside the dot product.
 
 use super::ops::{pack_panel, panel_dot, PANEL_ROWS};
-use super::{Precision, SharedOut};
+use super::{Arith, Isa, Precision, SharedOut};
 use crate::exec::{split, Executor};
 use crate::quant::{self, WeightType};
 use crate::weights::{Encoding, Matrix};
@@ -24,20 +24,22 @@ const PANEL_MAX_ROWS: usize = 64;
 const PANEL_TOKENS: usize = 6;
 
 /// `out[b * w.rows + r] = dot(w.row(r), x[b * w.cols..(b + 1) * w.cols])`
-/// for `b < n`. `n` is clamped to what `x` and `out` can hold.
+/// for `b < n`, exact, on the best kernels this CPU has. `n` is clamped to
+/// what `x` and `out` can hold.
 pub fn matmul(exec: &dyn Executor, w: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
-    matmul_with(exec, w, x, n, out, Precision::Exact);
+    matmul_with(exec, w, x, n, out, Arith::detect(Precision::Exact));
 }
 
-/// [`matmul`] at the given precision.
+/// [`matmul`] with the given arithmetic.
 pub fn matmul_with(
     exec: &dyn Executor,
     w: &Matrix,
     x: &[f32],
     n: usize,
     out: &mut [f32],
-    precision: Precision,
+    arith: Arith,
 ) {
+    let Arith { precision, isa } = arith;
     let (rows, cols) = (w.rows, w.cols);
     if rows == 0 || cols == 0 {
         return;
@@ -48,36 +50,36 @@ pub fn matmul_with(
         Encoding::Ggml(ty) => {
             #[cfg(target_arch = "x86_64")]
             if n == 1 && precision == Precision::Fast && cols % super::fixed16::BLOCK == 0 {
-                if let Some(kernel) = fixed16_rows(ty) {
+                if let Some(kernel) = fixed16_rows(isa, ty) {
                     matvec_fixed16(exec, w, &x[..cols], out, kernel);
                     return;
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
-            let _ = precision;
+            let _ = (precision, isa);
             #[cfg(target_arch = "x86_64")]
             if n == 1 {
-                if let Some(kernel) = fused_rows(ty) {
+                if let Some(kernel) = fused_rows(isa, ty) {
                     matvec_fused(exec, w, &x[..cols], out, kernel);
                     return;
                 }
             }
             let (block, block_bytes) = (ty.block_elems(), ty.block_bytes());
-            packed_matmul(exec, w, x, n, out, &|r, start, dst: &mut [f32]| {
+            packed_matmul(exec, isa, w, x, n, out, &|r, start, dst: &mut [f32]| {
                 let len = dst.len();
                 let (b0, b1) = (
                     start / block * block_bytes,
                     (start + len) / block * block_bytes,
                 );
                 match w.row(r).get(b0..b1) {
-                    Some(src) if fast_dequantize(ty, src, dst) => {}
+                    Some(src) if fast_dequantize(isa, ty, src, dst) => {}
                     Some(src) if quant::dequantize(ty, src, dst).is_ok() => {}
                     _ => dst.fill(0.0),
                 }
             });
         }
         Encoding::Gemma(_) => {
-            packed_matmul(exec, w, x, n, out, &|r, start, dst: &mut [f32]| {
+            packed_matmul(exec, isa, w, x, n, out, &|r, start, dst: &mut [f32]| {
                 w.decode_span(r, start, dst);
             });
         }
@@ -99,6 +101,7 @@ pub fn matmul_with(
 /// rows, and each output is written once per `KC` columns.
 fn packed_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
     exec: &dyn Executor,
+    isa: Isa,
     w: &Matrix,
     x: &[f32],
     n: usize,
@@ -134,7 +137,7 @@ fn packed_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
                             dst.fill(0.0);
                         }
                     }
-                    pack_panel(&rows16, KC, kc, &mut packed[g * KC * MR..][..kc * MR]);
+                    pack_panel(isa, &rows16, KC, kc, &mut packed[g * KC * MR..][..kc * MR]);
                 }
                 // SAFETY (for `put`): this task owns rows [lo, hi) and tasks
                 // cover disjoint row ranges, so the outputs of token t in
@@ -162,12 +165,12 @@ fn packed_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
                             }
                         };
                         match tn {
-                            6 => tokens_dot::<6>(&span, b, panel, &emit),
-                            5 => tokens_dot::<5>(&span, b, panel, &emit),
-                            4 => tokens_dot::<4>(&span, b, panel, &emit),
-                            3 => tokens_dot::<3>(&span, b, panel, &emit),
-                            2 => tokens_dot::<2>(&span, b, panel, &emit),
-                            _ => tokens_dot::<1>(&span, b, panel, &emit),
+                            6 => tokens_dot::<6>(isa, &span, b, panel, &emit),
+                            5 => tokens_dot::<5>(isa, &span, b, panel, &emit),
+                            4 => tokens_dot::<4>(isa, &span, b, panel, &emit),
+                            3 => tokens_dot::<3>(isa, &span, b, panel, &emit),
+                            2 => tokens_dot::<2>(isa, &span, b, panel, &emit),
+                            _ => tokens_dot::<1>(isa, &span, b, panel, &emit),
                         }
                     }
                     b += tn;
@@ -182,12 +185,14 @@ fn packed_matmul<D: Fn(usize, usize, &mut [f32]) + Sync>(
 /// Tokens `b..b + T` (their activations given by `span`) against one
 /// packed micro-panel; `emit` receives the `T` rows of sixteen sums.
 fn tokens_dot<'x, const T: usize>(
+    isa: Isa,
     span: &dyn Fn(usize) -> &'x [f32],
     b: usize,
     panel: &[f32],
     emit: &dyn Fn(&[[f32; PANEL_ROWS]]),
 ) {
     emit(&panel_dot(
+        isa,
         core::array::from_fn::<_, T, _>(|t| span(b + t)),
         panel,
     ));
@@ -195,12 +200,12 @@ fn tokens_dot<'x, const T: usize>(
 
 /// Decodes `src` into `dst` with a SIMD decoder where this CPU and format
 /// have one (the same values as `quant::dequantize`); false otherwise.
-fn fast_dequantize(ty: WeightType, src: &[u8], dst: &mut [f32]) -> bool {
+fn fast_dequantize(isa: Isa, ty: WeightType, src: &[u8], dst: &mut [f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::has_avx2_fma() {
+    if isa.avx2() {
         return super::rows_x86::dequantize(ty, src, dst);
     }
-    let _ = (ty, src, dst);
+    let _ = (isa, ty, src, dst);
     false
 }
 
@@ -208,8 +213,8 @@ fn fast_dequantize(ty: WeightType, src: &[u8], dst: &mut [f32]) -> bool {
 /// Decoding inside the dot (no span buffer) is what a single token wants:
 /// every weight is touched once, straight from memory.
 #[cfg(target_arch = "x86_64")]
-fn fused_rows(ty: WeightType) -> Option<super::rows_x86::Rows4> {
-    if super::cpu::has_avx2_fma() {
+fn fused_rows(isa: Isa, ty: WeightType) -> Option<super::rows_x86::Rows4> {
+    if isa.avx2() {
         super::rows_x86::kernel_for(ty)
     } else {
         None
@@ -265,8 +270,8 @@ fn by_row_quads(
 
 /// The fixed-point four-row kernel for `ty` on this CPU, if there is one.
 #[cfg(target_arch = "x86_64")]
-fn fixed16_rows(ty: WeightType) -> Option<super::rows_x86_fixed16::Rows4Fixed16> {
-    if super::cpu::has_avx2_fma() {
+fn fixed16_rows(isa: Isa, ty: WeightType) -> Option<super::rows_x86_fixed16::Rows4Fixed16> {
+    if isa.avx2() {
         super::rows_x86_fixed16::kernel_for(ty)
     } else {
         None
@@ -328,8 +333,29 @@ mod tests {
     use super::*;
     use crate::exec::Serial;
 
+    fn exact_on(isa: Isa) -> Arith {
+        Arith {
+            precision: Precision::Exact,
+            isa,
+        }
+    }
+
+    /// The SIMD instruction set to test, or `None` (reported as not run).
+    fn simd(test: &str) -> Option<Isa> {
+        match Isa::detect() {
+            Isa::Portable => {
+                crate::kernels::test_data::not_run(test, "this CPU lacks AVX2/FMA/F16C");
+                None
+            }
+            isa => Some(isa),
+        }
+    }
+
     #[test]
     fn fused_single_token_kernels_match_the_portable_path() {
+        let Some(simd) = simd("matmul::fused_single_token_kernels_match_the_portable_path") else {
+            return;
+        };
         // Nine rows: two whole groups of four and a ragged one.
         let (rows, cols) = (9usize, 512usize);
         for ty in [
@@ -344,11 +370,8 @@ mod tests {
             let x: [f32; 512] = core::array::from_fn(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0);
             let mut fast = [0f32; 9];
             let mut portable = [0f32; 9];
-            crate::kernels::cpu::force_portable(false);
-            matmul(&Serial, &m, &x, 1, &mut fast);
-            crate::kernels::cpu::force_portable(true);
-            matmul(&Serial, &m, &x, 1, &mut portable);
-            crate::kernels::cpu::force_portable(false);
+            matmul_with(&Serial, &m, &x, 1, &mut fast, exact_on(simd));
+            matmul_with(&Serial, &m, &x, 1, &mut portable, exact_on(Isa::Portable));
             for (a, b) in fast.iter().zip(&portable) {
                 assert!(
                     (a - b).abs() <= 1e-4 * b.abs().max(1.0),
@@ -362,10 +385,10 @@ mod tests {
     /// quantization chunk, against the exact path.
     #[test]
     fn fast_precision_matches_exact_across_chunks_and_ragged_rows() {
-        if !crate::kernels::cpu::has_avx2_fma() {
-            std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
+        let Some(simd) = simd("matmul::fast_precision_matches_exact_across_chunks_and_ragged_rows")
+        else {
             return;
-        }
+        };
         let (rows, cols) = (9usize, 4608usize);
         for ty in [
             WeightType::Q8_0,
@@ -379,8 +402,12 @@ mod tests {
                 .map(|i| ((i * 29 % 23) as f32 - 11.0) / 3.0)
                 .collect();
             let (mut fast, mut exact) = ([0f32; 9], [0f32; 9]);
-            matmul_with(&Serial, &m, &x, 1, &mut fast, Precision::Fast);
-            matmul_with(&Serial, &m, &x, 1, &mut exact, Precision::Exact);
+            let fast_arith = Arith {
+                precision: Precision::Fast,
+                isa: simd,
+            };
+            matmul_with(&Serial, &m, &x, 1, &mut fast, fast_arith);
+            matmul_with(&Serial, &m, &x, 1, &mut exact, exact_on(simd));
             let mut w = std::vec![0f32; cols];
             for r in 0..rows {
                 quant::dequantize(ty, m.row(r), &mut w).unwrap();
@@ -458,6 +485,9 @@ mod tests {
 
     #[test]
     fn simd_and_portable_paths_agree_on_quantized_weights() {
+        let Some(simd) = simd("matmul::simd_and_portable_paths_agree_on_quantized_weights") else {
+            return;
+        };
         // Q8_0 rows with varied scales; 5 rows x 96 columns, 3 activation rows.
         let (rows, cols, n) = (5usize, 96usize, 3usize);
         let mut bytes = [0u8; 5 * 3 * 34];
@@ -472,11 +502,8 @@ mod tests {
         let x: [f32; 288] = core::array::from_fn(|i| ((i * 31 % 17) as f32 - 8.0) / 4.0);
         let mut fast = [0f32; 15];
         let mut portable = [0f32; 15];
-        crate::kernels::cpu::force_portable(false);
-        matmul(&Serial, &m, &x, n, &mut fast);
-        crate::kernels::cpu::force_portable(true);
-        matmul(&Serial, &m, &x, n, &mut portable);
-        crate::kernels::cpu::force_portable(false);
+        matmul_with(&Serial, &m, &x, n, &mut fast, exact_on(simd));
+        matmul_with(&Serial, &m, &x, n, &mut portable, exact_on(Isa::Portable));
         for (a, b) in fast.iter().zip(&portable) {
             assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
         }

@@ -3,10 +3,11 @@
 //! The portable scalar code here is the reference; it is written with
 //! independent accumulator lanes so that the compiler vectorizes it.
 
-pub mod cpu;
 pub mod fixed16;
+pub mod isa;
 pub mod matmul;
 pub mod ops;
+mod panel;
 #[cfg(target_arch = "x86_64")]
 mod rows_x86;
 #[cfg(target_arch = "x86_64")]
@@ -15,12 +16,31 @@ mod shared;
 #[cfg(target_arch = "x86_64")]
 mod simd_x86;
 
+pub use isa::Isa;
 pub use shared::{for_row_chunks, SharedOut};
 
 /// Inputs for the kernels' tests.
 #[cfg(test)]
 pub(crate) mod test_data {
     use crate::quant::WeightType;
+
+    /// Reports a test that cannot run on this machine (a CPU without the
+    /// instruction set it checks): one line on stderr, and one in the file
+    /// `GEMMA_NOT_RUN_LOG` names, if set, which CI lists in its summary.
+    pub fn not_run(test: &str, why: &str) {
+        use std::io::Write;
+        std::eprintln!("NOT RUN: {test}: {why}");
+        if let Some(path) = std::env::var_os("GEMMA_NOT_RUN_LOG") {
+            let line = std::format!("core {test}: {why}\n");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            if let Ok(mut f) = file {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+    }
 
     /// Pseudo-random bytes (xorshift32 from `seed`).
     pub fn noise(bytes: &mut [u8], seed: u32) {
@@ -65,6 +85,24 @@ pub(crate) mod test_data {
             }
         }
         bytes
+    }
+}
+
+/// How a CPU backend computes: the precision of its matrix products and
+/// the instruction set of every kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Arith {
+    pub precision: Precision,
+    pub isa: Isa,
+}
+
+impl Arith {
+    /// `precision` on the best instruction set this CPU has.
+    pub fn detect(precision: Precision) -> Self {
+        Arith {
+            precision,
+            isa: Isa::detect(),
+        }
     }
 }
 

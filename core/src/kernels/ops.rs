@@ -1,5 +1,7 @@
 //! Element-wise and per-vector operations: dot, RMSNorm, RoPE, GELU, soft-cap.
 
+use super::isa::Isa;
+pub use super::panel::{pack_panel_portable, panel_dot_portable, PANEL_ROWS};
 use crate::weights::{Encoding, Matrix};
 
 /// Lanes of independent accumulators: enough for 16-wide vectors and for
@@ -8,10 +10,10 @@ const LANES: usize = 16;
 
 /// f32 dot product of two equally long slices (the shorter length is used).
 #[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+    if isa.avx2() {
+        // SAFETY: `avx2()` checked that this CPU has AVX2 and FMA.
         return unsafe { super::simd_x86::dot(a, b) };
     }
     dot_portable(a, b)
@@ -39,10 +41,10 @@ pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
 /// Dot products of one activation span with four weight spans at once, so
 /// each activation value is loaded once for four rows.
 #[inline]
-pub fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
+pub fn dot4(isa: Isa, x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+    if isa.avx2() {
+        // SAFETY: `avx2()` checked that this CPU has AVX2 and FMA.
         return unsafe { super::simd_x86::dot4(x, w) };
     }
     dot4_portable(x, w)
@@ -50,27 +52,27 @@ pub fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
 
 /// `acc[h] += sum_j w[j][h] * v[j]` for four accumulators (four attention
 /// heads weighing the same value rows).
-pub fn axpy4(acc: [&mut [f32]; 4], w: &[[f32; 4]], v: &[&[f32]]) {
+pub fn axpy4(isa: Isa, acc: [&mut [f32]; 4], w: &[[f32; 4]], v: &[&[f32]]) {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+    if isa.avx2() {
+        // SAFETY: `avx2()` checked that this CPU has AVX2 and FMA.
         return unsafe { super::simd_x86::axpy4(acc, w, v) };
     }
     let [a0, a1, a2, a3] = acc;
     for (wj, vj) in w.iter().zip(v) {
-        axpy(a0, wj[0], vj);
-        axpy(a1, wj[1], vj);
-        axpy(a2, wj[2], vj);
-        axpy(a3, wj[3], vj);
+        axpy(Isa::Portable, a0, wj[0], vj);
+        axpy(Isa::Portable, a1, wj[1], vj);
+        axpy(Isa::Portable, a2, wj[2], vj);
+        axpy(Isa::Portable, a3, wj[3], vj);
     }
 }
 
 /// `acc[i] += a * v[i]` over the common length.
 #[inline]
-pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
+pub fn axpy(isa: Isa, acc: &mut [f32], a: f32, v: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+    if isa.avx2() {
+        // SAFETY: `avx2()` checked that this CPU has AVX2 and FMA.
         return unsafe { super::simd_x86::axpy(acc, a, v) };
     }
     for (x, &y) in acc.iter_mut().zip(v) {
@@ -78,17 +80,18 @@ pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
     }
 }
 
-/// Rows in a packed micro-panel ([`panel_dot`]).
-pub const PANEL_ROWS: usize = 16;
-
 /// `out[t][j] = sum_k x[t][k] * packed[k * 16 + j]`: `T` tokens against a
 /// micro-panel of sixteen weight rows packed column-major (the sixteen
 /// rows' weights of column `k` side by side), over the common length.
 #[inline]
-pub fn panel_dot<const T: usize>(x: [&[f32]; T], packed: &[f32]) -> [[f32; PANEL_ROWS]; T] {
+pub fn panel_dot<const T: usize>(
+    isa: Isa,
+    x: [&[f32]; T],
+    packed: &[f32],
+) -> [[f32; PANEL_ROWS]; T] {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+    if isa.avx2() {
+        // SAFETY: `avx2()` checked that this CPU has AVX2 and FMA.
         return unsafe { super::simd_x86::panel_dot(x, packed) };
     }
     panel_dot_portable(x, packed)
@@ -97,55 +100,21 @@ pub fn panel_dot<const T: usize>(x: [&[f32]; T], packed: &[f32]) -> [[f32; PANEL
 /// Packs sixteen rows (`rows[j * stride..][..k_len]`, `j < 16`) into a
 /// micro-panel for [`panel_dot`]: `dst[k * 16 + j] = row j's column k`.
 #[inline]
-pub fn pack_panel(rows: &[f32], stride: usize, k_len: usize, dst: &mut [f32]) {
+pub fn pack_panel(isa: Isa, rows: &[f32], stride: usize, k_len: usize, dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+    if isa.avx2() {
+        // SAFETY: `avx2()` checked that this CPU has AVX2 and FMA.
         return unsafe { super::simd_x86::pack_panel(rows, stride, k_len, dst) };
     }
     pack_panel_portable(rows, stride, k_len, dst)
 }
 
-/// The portable reference for [`pack_panel`].
-pub fn pack_panel_portable(rows: &[f32], stride: usize, k_len: usize, dst: &mut [f32]) {
-    for (j, row) in rows.chunks(stride).take(PANEL_ROWS).enumerate() {
-        for (d, &v) in dst
-            .iter_mut()
-            .skip(j)
-            .step_by(PANEL_ROWS)
-            .zip(&row[..k_len.min(row.len())])
-        {
-            *d = v;
-        }
-    }
-}
-
-/// The portable reference for [`panel_dot`].
-pub fn panel_dot_portable<const T: usize>(
-    x: [&[f32]; T],
-    packed: &[f32],
-) -> [[f32; PANEL_ROWS]; T] {
-    let mut acc = [[0f32; PANEL_ROWS]; T];
-    for (k, w) in packed.chunks_exact(PANEL_ROWS).enumerate() {
-        if x.iter().any(|r| k >= r.len()) {
-            break;
-        }
-        for (a, xt) in acc.iter_mut().zip(&x) {
-            let v = xt[k];
-            for (a, &w) in a.iter_mut().zip(w) {
-                *a += v * w;
-            }
-        }
-    }
-    acc
-}
-
 /// [`dot4`] for three activation spans at once: twelve dot products, each
 /// weight load serving three tokens (the prefill microkernel).
-pub fn dot4x3(x: [&[f32]; 3], w: [&[f32]; 4]) -> [[f32; 4]; 3] {
+pub fn dot4x3(isa: Isa, x: [&[f32]; 3], w: [&[f32]; 4]) -> [[f32; 4]; 3] {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+    if isa.avx2() {
+        // SAFETY: `avx2()` checked that this CPU has AVX2 and FMA.
         return unsafe { super::simd_x86::dot4x3(x, w) };
     }
     [
@@ -217,8 +186,8 @@ fn for_each_decoded(gain: &Matrix, mut f: impl FnMut(usize, &[f32])) {
 }
 
 /// `out = x / rms(x) * gain` (or `* (1 + gain)` when `plus_one`).
-pub fn rms_norm(x: &[f32], gain: &Matrix, eps: f32, plus_one: bool, out: &mut [f32]) {
-    let inv = inv_rms(x, eps);
+pub fn rms_norm(isa: Isa, x: &[f32], gain: &Matrix, eps: f32, plus_one: bool, out: &mut [f32]) {
+    let inv = inv_rms(isa, x, eps);
     let one = if plus_one { 1.0 } else { 0.0 };
     for_each_decoded(gain, |off, g| {
         let end = (off + g.len()).min(x.len()).min(out.len());
@@ -229,8 +198,8 @@ pub fn rms_norm(x: &[f32], gain: &Matrix, eps: f32, plus_one: bool, out: &mut [f
 }
 
 /// In-place [`rms_norm`].
-pub fn rms_norm_inplace(x: &mut [f32], gain: &Matrix, eps: f32, plus_one: bool) {
-    let inv = inv_rms(x, eps);
+pub fn rms_norm_inplace(isa: Isa, x: &mut [f32], gain: &Matrix, eps: f32, plus_one: bool) {
+    let inv = inv_rms(isa, x, eps);
     let one = if plus_one { 1.0 } else { 0.0 };
     for_each_decoded(gain, |off, g| {
         let end = (off + g.len()).min(x.len());
@@ -240,8 +209,8 @@ pub fn rms_norm_inplace(x: &mut [f32], gain: &Matrix, eps: f32, plus_one: bool) 
     });
 }
 
-fn inv_rms(x: &[f32], eps: f32) -> f32 {
-    let ss = dot(x, x);
+fn inv_rms(isa: Isa, x: &[f32], eps: f32) -> f32 {
+    let ss = dot(isa, x, x);
     let mean = ss / x.len().max(1) as f32;
     1.0 / libm::sqrtf(mean + eps)
 }
@@ -371,15 +340,16 @@ mod tests {
             let a: [f32; 100] = core::array::from_fn(|i| i as f32 * 0.5 - 7.0);
             let b: [f32; 100] = core::array::from_fn(|i| 1.0 / (i as f32 + 1.0));
             let want: f64 = (0..n).map(|i| a[i] as f64 * b[i] as f64).sum();
-            assert!((dot(&a[..n], &b[..n]) as f64 - want).abs() < 1e-4, "n={n}");
+            for isa in Isa::available() {
+                let d = dot(isa, &a[..n], &b[..n]);
+                assert!((d as f64 - want).abs() < 1e-4, "{isa:?} n={n}");
+                let d4 = dot4(isa, &a[..n], [&b[..n]; 4]);
+                assert!(d4.iter().all(|&d| (d as f64 - want).abs() < 1e-4));
+            }
             assert!(
                 (dot_portable(&a[..n], &b[..n]) as f64 - want).abs() < 1e-4,
                 "n={n}"
             );
-            let d4 = dot4(&a[..n], [&b[..n]; 4]);
-            assert!(d4.iter().all(|&d| (d as f64 - want).abs() < 1e-4));
-            let d4 = dot4_portable(&a[..n], [&b[..n]; 4]);
-            assert!(d4.iter().all(|&d| (d as f64 - want).abs() < 1e-4));
         }
     }
 
@@ -393,7 +363,7 @@ mod tests {
             .map(|i| ((i * 13 % 29) as f32 - 14.0) / 10.0)
             .collect();
         let xs: [&[f32]; 6] = core::array::from_fn(|t| &x[t * k_len..][..k_len]);
-        let simd = panel_dot(xs, &packed);
+        let simd = panel_dot(Isa::detect(), xs, &packed);
         let portable = panel_dot_portable(xs, &packed);
         for t in 0..6 {
             for j in 0..PANEL_ROWS {
@@ -411,7 +381,7 @@ mod tests {
         let rows: std::vec::Vec<f32> = (0..16 * 40).map(|i| i as f32).collect();
         for k_len in [40, 37, 8, 3] {
             let (mut a, mut b) = ([f32::NAN; 40 * 16], [f32::NAN; 40 * 16]);
-            pack_panel(&rows, 40, k_len, &mut a);
+            pack_panel(Isa::detect(), &rows, 40, k_len, &mut a);
             pack_panel_portable(&rows, 40, k_len, &mut b);
             for k in 0..k_len {
                 for j in 0..16 {
@@ -421,7 +391,7 @@ mod tests {
             }
         }
         // A shorter token row bounds the length.
-        let short = panel_dot([&x[..5]], &packed);
+        let short = panel_dot(Isa::detect(), [&x[..5]], &packed);
         let want: f32 = (0..5).map(|k| x[k] * packed[k * PANEL_ROWS]).sum();
         assert!((short[0][0] - want).abs() < 1e-5);
     }
@@ -437,7 +407,8 @@ mod tests {
         assert_eq!(v, orig);
         rope_table(37, 10000.0, 1.0, &mut c, &mut s);
         rope_apply(&mut v, &c, &s);
-        assert!((dot(&v, &v) - dot(&orig, &orig)).abs() < 1e-3);
+        let norm = |v: &[f32]| dot_portable(v, v);
+        assert!((norm(&v) - norm(&orig)).abs() < 1e-3);
         assert_ne!(v, orig);
     }
 

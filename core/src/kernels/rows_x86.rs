@@ -485,7 +485,7 @@ fn dequantize_q5_0(src: &[u8], dst: &mut [f32]) {
 
 /// Decodes `src` (whole blocks of `ty`) into `dst` with a vectorized
 /// decoder, if this format has one; false leaves `dst` to the portable
-/// `quant::dequantize`. Callers must have checked `cpu::has_avx2_fma()`.
+/// `quant::dequantize`. Callers must have checked `Isa::avx2()`.
 pub(super) fn dequantize(ty: WeightType, src: &[u8], dst: &mut [f32]) -> bool {
     match ty {
         WeightType::Q5_0 if src.len() / 22 * 32 == dst.len() && src.len().is_multiple_of(22) => {
@@ -498,7 +498,7 @@ pub(super) fn dequantize(ty: WeightType, src: &[u8], dst: &mut [f32]) -> bool {
 }
 
 /// The four-row kernel for `ty`, if there is one. Callers must have checked
-/// `cpu::has_avx2_fma()` (AVX2, FMA and F16C).
+/// `Isa::avx2()` (AVX2, FMA and F16C).
 pub(super) fn kernel_for(ty: WeightType) -> Option<Rows4> {
     let (f, block_elems, block_bytes): (Rows4Fn, usize, usize) = match ty {
         WeightType::Q8_0 => (q8_0, 32, 34),
@@ -547,8 +547,11 @@ mod tests {
 
     #[test]
     fn vectorized_q5_0_decode_equals_the_portable_one() {
-        if !crate::kernels::cpu::has_avx2_fma() {
-            std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
+        if !crate::kernels::Isa::detect().avx2() {
+            crate::kernels::test_data::not_run(
+                "rows_x86::vectorized_q5_0_decode_equals_the_portable_one",
+                "this CPU lacks AVX2/FMA/F16C",
+            );
             return;
         }
         let mut bytes = std::vec![0u8; 22 * 9];
@@ -568,8 +571,11 @@ mod tests {
     /// Random codes with sane f16 scales, compared with decode-then-dot.
     #[test]
     fn four_row_kernels_match_decode_then_dot() {
-        if !crate::kernels::cpu::has_avx2_fma() {
-            std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
+        if !crate::kernels::Isa::detect().avx2() {
+            crate::kernels::test_data::not_run(
+                "rows_x86::four_row_kernels_match_decode_then_dot",
+                "this CPU lacks AVX2/FMA/F16C",
+            );
             return;
         }
         for (ty, cols) in DECODE_SHAPES {

@@ -274,7 +274,7 @@ pub(super) struct Rows4Fixed16 {
 }
 
 /// The four-row fixed-point kernel for `ty`, if there is one. Callers must
-/// have checked `cpu::has_avx2_fma()`.
+/// have checked `Isa::avx2()`.
 pub(super) fn kernel_for(ty: WeightType) -> Option<Rows4Fixed16> {
     let (f, block_elems, block_bytes): (Rows4Fn, usize, usize) = match ty {
         WeightType::Q8_0 => (q8_0, 32, 34),
@@ -334,8 +334,11 @@ mod tests {
     /// the unquantized activations: the gap is the activations' rounding.
     #[test]
     fn fixed_point_kernels_match_decode_then_dot() {
-        if !crate::kernels::cpu::has_avx2_fma() {
-            std::eprintln!("NOT RUN: this CPU lacks AVX2/FMA/F16C");
+        if !crate::kernels::Isa::detect().avx2() {
+            crate::kernels::test_data::not_run(
+                "rows_x86_fixed16::fixed_point_kernels_match_decode_then_dot",
+                "this CPU lacks AVX2/FMA/F16C",
+            );
             return;
         }
         for (ty, cols) in DECODE_SHAPES {

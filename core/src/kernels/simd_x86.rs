@@ -205,7 +205,7 @@ pub fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
 }
 
 /// Rows of a packed micro-panel: two AVX2 vectors.
-const MR: usize = super::ops::PANEL_ROWS;
+const MR: usize = super::panel::PANEL_ROWS;
 const _: () = assert!(
     MR == 16,
     "the panel kernels hold a micro-panel column in two 8-lane vectors"
@@ -258,7 +258,7 @@ pub fn panel_dot<const T: usize>(x: [&[f32]; T], packed: &[f32]) -> [[f32; MR]; 
 pub fn pack_panel(rows: &[f32], stride: usize, k_len: usize, dst: &mut [f32]) {
     let k_len = k_len.min(dst.len() / MR).min(stride);
     if rows.len() < (MR - 1) * stride + k_len {
-        return super::ops::pack_panel_portable(rows, stride, k_len, dst);
+        return super::panel::pack_panel_portable(rows, stride, k_len, dst);
     }
     let (ps, pd) = (rows.as_ptr(), dst.as_mut_ptr());
     let mut k = 0;

@@ -167,8 +167,11 @@ impl ModelConfig {
         let (rope_base_local, rope_scale_global) = match family {
             Gemma3 => (
                 f.rope_local_base.unwrap_or(1e4),
-                f.rope_scaling
-                    .unwrap_or(if f.d_model >= 2560 { 8.0 } else { 1.0 }),
+                f.rope_scaling.unwrap_or_else(|| {
+                    let s = if f.d_model >= 2560 { 8.0 } else { 1.0 };
+                    debug!("RoPE scaling not stated: {} for width {}", s, f.d_model);
+                    s
+                }),
             ),
             Gemma1 | Gemma2 => (theta, 1.0),
         };
@@ -204,6 +207,17 @@ impl ModelConfig {
             norm_gain_plus_one: !f.norm_gains_include_one,
         };
         cfg.validate()?;
+        debug!(
+            "{} layers of width {}, {} query and {} KV heads of {}, window {} (period {}), query scale {}",
+            cfg.n_layers,
+            cfg.d_model,
+            cfg.n_heads,
+            cfg.n_kv_heads,
+            cfg.head_dim,
+            cfg.sliding_window,
+            cfg.sliding_window_pattern,
+            cfg.query_scale
+        );
         Ok(cfg)
     }
 
