@@ -145,7 +145,7 @@ fn sbs_hostile_blob_stores_are_refused_with_the_error_that_names_them() {
         (
             "16385 blobs",
             tiny_with(|b| set_u32(b, HEADER + 4, MAX_BLOBS as u32 + 1)),
-            |e| matches!(e, TooManyBlobs { count: 16385 }),
+            |e| matches!(e, TooManyBlobs { count: 16385, .. }),
         ),
         (
             "u32::MAX blobs",

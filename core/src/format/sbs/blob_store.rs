@@ -6,7 +6,7 @@
 //! stays in the file's bytes and is decoded on each walk: nothing is copied
 //! and nothing is allocated, whatever the number of blobs.
 
-use super::SbsError;
+use super::error::SbsError;
 
 /// `"SBS\n"` read as a little-endian u32.
 pub const MAGIC: u32 = 0x0A53_4253;
@@ -334,7 +334,10 @@ fn check_count(num_blobs: u32) -> Result<usize, SbsError> {
         return Err(SbsError::NoBlobs);
     }
     if count > MAX_BLOBS {
-        return Err(SbsError::TooManyBlobs { count: num_blobs });
+        return Err(SbsError::TooManyBlobs {
+            count: num_blobs,
+            max: MAX_BLOBS,
+        });
     }
     Ok(count)
 }

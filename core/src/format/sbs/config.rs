@@ -7,9 +7,9 @@
 //! gemma.cpp itself does; `unused_num_tensor_scales` is the exception
 //! gemma.cpp keeps, so it is kept here too.
 
+use super::error::SbsError;
 use super::fields::{self, Element, FieldEnum, Fields, List, ReadStats, Visitor};
 use super::toc::TensorType;
-use super::SbsError;
 use core::fmt;
 
 macro_rules! field_enum {

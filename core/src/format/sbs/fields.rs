@@ -11,7 +11,7 @@
 //! allocated whatever the counts say. Writing goes into a caller's buffer and
 //! reports the size it needed when that is too small.
 
-use super::SbsError;
+use super::error::SbsError;
 
 /// Longest string, in words (gemma.cpp: 64, so 256 ASCII bytes).
 pub const MAX_STRING_WORDS: usize = 64;

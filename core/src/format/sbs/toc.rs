@@ -1,8 +1,8 @@
 //! The `toc` blob: one record per tensor (gemma.cpp's serialized `MatPtr`),
 //! concatenated, in blob order.
 
+use super::error::SbsError;
 use super::fields::{self, FieldEnum, FieldWriter, Fields, Visitor};
-use super::SbsError;
 use crate::codec::Codec;
 
 /// gemma.cpp's `Type`: the element type of a tensor, also the main weight
