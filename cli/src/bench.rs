@@ -11,7 +11,7 @@ use gemma_core::exec::Executor;
 use gemma_core::generate::Session;
 use gemma_core::model::Prompt;
 use gemma_core::sampling::argmax;
-use gemma_platform::{RayonExecutor, SessionBuffers};
+use gemma_platform::{SessionBuffers, WorkerPool};
 use serde_json::json;
 use std::time::Instant;
 
@@ -72,7 +72,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
     let batch = (a.compute.batch as usize).min(context);
     let mut bufs = SessionBuffers::new(&model.config, context, batch)
         .ok_or("context too large to allocate")?;
-    let exec = RayonExecutor::new(a.compute.threads)
+    let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let session_bytes = bufs.bytes();
     let parts = bufs

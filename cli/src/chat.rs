@@ -16,7 +16,7 @@ use gemma_core::generate::StopReason;
 use gemma_core::sampling::{Sampler, SamplingParams};
 use gemma_core::tokenizer::Tokenizer;
 use gemma_platform::{
-    ChatTemplate, Conversation, Generator, LoadedModel, RayonExecutor, Speaker, Streamed,
+    ChatTemplate, Conversation, Generator, LoadedModel, Speaker, Streamed, WorkerPool,
 };
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
@@ -414,7 +414,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
 
     let mut loaded = load(&a.model)?;
     loaded.set_precision(a.compute.precision());
-    let exec = RayonExecutor::new(a.compute.threads)
+    let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let generator = Generator::new(&loaded, &exec);
     let tok = generator.tokenizer;

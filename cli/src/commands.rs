@@ -5,8 +5,8 @@ use gemma_core::format::gguf::Value;
 use gemma_core::generate::{Session, StopReason};
 use gemma_core::sampling::Sampler;
 use gemma_platform::{
-    ChatTemplate, Conversation, Generator, LoadedModel, RayonExecutor, SessionBuffers, Speaker,
-    Streamed,
+    ChatTemplate, Conversation, Generator, LoadedModel, SessionBuffers, Speaker, Streamed,
+    WorkerPool,
 };
 use serde_json::json;
 use std::io::{Read, Write};
@@ -17,8 +17,8 @@ fn load(args: &ModelArgs) -> Result<LoadedModel> {
     args.load()
 }
 
-fn executor(c: &ComputeArgs) -> Result<RayonExecutor> {
-    RayonExecutor::new(c.threads).map_err(|e| format!("cannot start worker threads: {e}"))
+fn executor(c: &ComputeArgs) -> Result<WorkerPool> {
+    WorkerPool::new(c.threads).map_err(|e| format!("cannot start worker threads: {e}"))
 }
 
 fn read_stdin(what: &str) -> Result<String> {

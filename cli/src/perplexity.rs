@@ -14,7 +14,7 @@ use clap::Args;
 use gemma_core::exec::Executor;
 use gemma_core::generate::Session;
 use gemma_core::model::Inputs;
-use gemma_platform::{RayonExecutor, SessionBuffers};
+use gemma_platform::{SessionBuffers, WorkerPool};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -77,7 +77,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
     let batch = (a.compute.batch as usize).min(ctx);
     let mut bufs =
         SessionBuffers::new(&model.config, ctx, batch).ok_or("context too large to allocate")?;
-    let exec = RayonExecutor::new(a.compute.threads)
+    let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let parts = bufs
         .cpu(&model, &exec, loaded.precision())

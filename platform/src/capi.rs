@@ -28,7 +28,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use crate::{Conversation, Generator, LoadError, LoadedModel, RayonExecutor, Streamed};
+use crate::{Conversation, Generator, LoadError, LoadedModel, Streamed, WorkerPool};
 use gemma_core::generate::SessionError;
 use gemma_core::kernels::Precision;
 use gemma_core::model::{ForwardError, Model};
@@ -97,7 +97,7 @@ const _: () = {
 
 struct State {
     loaded: LoadedModel,
-    exec: RayonExecutor,
+    exec: WorkerPool,
     max_context: usize,
     batch: usize,
     sampler: Sampler,
@@ -355,7 +355,7 @@ impl State {
         }
         .min(max_context);
         let default = Named::new(&model, max_context, batch)?;
-        let exec = RayonExecutor::new(threads)
+        let exec = WorkerPool::new(threads)
             .map_err(|e| internal(format!("cannot start worker threads: {e}")))?;
         let sampler = Sampler::new(SamplingParams::gemma_default(clock_seed()))
             .map_err(|e| internal(e.to_string()))?;

@@ -210,7 +210,7 @@ pub fn legacy_sbs_to_sbs(
     measure: bool,
 ) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
     let bytes =
-        crate::loaded::map_file(from).map_err(|e| err(format!("{}: {e}", from.display())))?;
+        crate::bytes::map_file(from).map_err(|e| err(format!("{}: {e}", from.display())))?;
     let legacy = crate::legacy_sbs::LegacySbs::parse(&bytes)
         .map_err(|e| err(format!("{}: {e}", from.display())))?;
     let cfg = legacy.config()?;

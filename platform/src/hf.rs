@@ -6,7 +6,7 @@
 //! read. Multimodal Gemma 3 checkpoints keep the text model under a prefix
 //! (`language_model.model.`), which is found from the embedding's name.
 
-use crate::loaded::map_file;
+use crate::bytes::map_file;
 use crate::source::{err, ConvertError, Source};
 use gemma_core::format::safetensors::{Dtype, Safetensors, MAX_DIMS};
 use gemma_core::model::{Family, Fields, ModelConfig};

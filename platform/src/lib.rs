@@ -4,6 +4,7 @@
 //! the default model, and writes GGUF files (synthetic models for tests and
 //! demos).
 
+pub mod bytes;
 pub mod capi;
 pub mod compare;
 pub mod conversation;
@@ -20,6 +21,6 @@ pub mod synthetic;
 pub mod turn;
 
 pub use conversation::{Conversation, TurnStats};
-pub use exec::RayonExecutor;
+pub use exec::WorkerPool;
 pub use loaded::{CpuParts, LoadError, LoadedModel, SessionBuffers};
 pub use turn::{ChatTemplate, Generator, Speaker, Streamed, TurnOutput};

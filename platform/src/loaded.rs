@@ -4,20 +4,19 @@
 //! type owns the mapping and the tokenizer's index and hands out fresh views,
 //! which are cheap to make.
 
+pub use crate::bytes::map_file;
+use crate::bytes::FileBytes;
 use gemma_core::cpu::CpuBackend;
 use gemma_core::exec::Executor;
 use gemma_core::format::gguf::{Gguf, GgufError};
-use gemma_core::format::gguf_vocab::GgufVocab;
 use gemma_core::format::sbs::{SbsError, SbsFile};
 use gemma_core::generate::{SessionError, SessionSizes};
 use gemma_core::kernels::Precision;
 use gemma_core::load::{self, ModelError};
 use gemma_core::model::{Model, ModelConfig};
 use gemma_core::sampling::Candidate;
-use gemma_core::tokenizer::{Tokenizer, TokenizerError, TokenizerTables};
-use memmap2::Mmap;
+use gemma_core::tokenizer::{GgufVocab, Tokenizer, TokenizerError, TokenizerTables};
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
@@ -52,25 +51,9 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// The bytes of a model file: mapped, or owned (for in-memory models).
-enum Bytes {
-    Mapped(Mmap),
-    Owned(Vec<u8>),
-}
-
-impl std::ops::Deref for Bytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Bytes::Mapped(m) => m,
-            Bytes::Owned(v) => v,
-        }
-    }
-}
-
 pub struct LoadedModel {
     path: PathBuf,
-    bytes: Bytes,
+    bytes: FileBytes,
     tables: TokenizerTables,
     /// Where `tokenizer.ggml.tokens` (or an `.sbs` file's tokenizer proto)
     /// lies in the file, so tokenizer views need no header walk.
@@ -88,17 +71,6 @@ pub enum Format {
     Sbs,
 }
 
-/// `.sbs` files start with the blob-store magic "SBS\n" (layout V1 and the
-/// placeholder header of V2 alike).
-/// Maps any file read-only (for tools that inspect files which are not
-/// models, such as safetensors checkpoints or tokenizer protos).
-pub fn map_file(path: &Path) -> std::io::Result<impl std::ops::Deref<Target = [u8]>> {
-    let file = File::open(path)?;
-    // SAFETY: as in `LoadedModel::open`: a read-only private map, valid
-    // while nobody truncates the file underneath it.
-    unsafe { Mmap::map(&file) }
-}
-
 /// Whether `bytes` start like a GGUF file.
 pub fn is_gguf(bytes: &[u8]) -> bool {
     bytes.get(..4) == Some(&b"GGUF"[..])
@@ -112,39 +84,34 @@ pub fn is_sbs(bytes: &[u8]) -> bool {
 impl LoadedModel {
     /// Maps a GGUF or `.sbs` file (told apart by magic) and validates its header, model and vocabulary.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let file = File::open(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
-        // SAFETY: the map is read-only and private to this process. If another
-        // process truncates or rewrites the file while it is mapped, reads may
-        // fault or see new bytes; every model loader that maps files shares
-        // this caveat, and the alternative (reading 100s of MB into memory)
-        // defeats the purpose.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
-        Self::from_bytes(path.to_path_buf(), Bytes::Mapped(map))
+        let bytes = map_file(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        Self::from_bytes(path.to_path_buf(), bytes)
     }
 
     /// A model held in memory (tests, embedded assets).
     pub fn from_vec(name: &str, bytes: Vec<u8>) -> Result<Self, LoadError> {
-        Self::from_bytes(PathBuf::from(name), Bytes::Owned(bytes))
+        Self::from_bytes(PathBuf::from(name), FileBytes::Owned(bytes))
     }
 
-    fn from_bytes(path: PathBuf, bytes: Bytes) -> Result<Self, LoadError> {
+    fn from_bytes(path: PathBuf, bytes: FileBytes) -> Result<Self, LoadError> {
         if is_sbs(&bytes) {
             return Self::from_sbs_bytes(path, bytes);
         }
         let gguf = Gguf::parse(&bytes).map_err(LoadError::Gguf)?;
         let model = load::gguf::model(&gguf).map_err(LoadError::Model)?;
         let vocab = GgufVocab::from_gguf(&gguf).map_err(LoadError::Tokenizer)?;
-        let tables = vocab.tables().map_err(LoadError::Tokenizer)?;
+        let tables = TokenizerTables::from_gguf(&vocab).map_err(LoadError::Tokenizer)?;
         let vocab_size = model.config.vocab_size;
-        if vocab.count != vocab_size {
+        if vocab.count() != vocab_size {
             return Err(LoadError::VocabMismatch {
-                tokenizer: vocab.count,
+                tokenizer: vocab.count(),
                 model: vocab_size,
             });
         }
         // The array is a sub-slice of `bytes`; its offset is plain address arithmetic.
-        let start = vocab.tokens_raw.as_ptr() as usize - bytes.as_ptr() as usize;
-        let vocab_range = start..start + vocab.tokens_raw.len();
+        let source = vocab.source();
+        let start = source.as_ptr() as usize - bytes.as_ptr() as usize;
+        let vocab_range = start..start + source.len();
         Ok(Self {
             path,
             bytes,
@@ -155,7 +122,7 @@ impl LoadedModel {
         })
     }
 
-    fn from_sbs_bytes(path: PathBuf, bytes: Bytes) -> Result<Self, LoadError> {
+    fn from_sbs_bytes(path: PathBuf, bytes: FileBytes) -> Result<Self, LoadError> {
         let file = SbsFile::parse(&bytes).map_err(LoadError::Sbs)?;
         let model = load::sbs::model(&file).map_err(LoadError::Model)?;
         let proto = file.tokenizer().ok_or(LoadError::MissingTokenizer)?;

@@ -3,7 +3,7 @@
 //! names, a conversation's cached prefix, generation on the executor's
 //! pool, and the streaming decoder that turns tokens into whole characters.
 
-use crate::{Conversation, LoadedModel, RayonExecutor, TurnStats};
+use crate::{Conversation, LoadedModel, TurnStats, WorkerPool};
 use gemma_core::generate::{GenerateOptions, SessionError};
 use gemma_core::kernels::Precision;
 use gemma_core::model::Model;
@@ -135,11 +135,11 @@ pub struct Generator<'a> {
     pub model: Model<'a>,
     pub tokenizer: Tokenizer<'a>,
     pub precision: Precision,
-    pub exec: &'a RayonExecutor,
+    pub exec: &'a WorkerPool,
 }
 
 impl<'a> Generator<'a> {
-    pub fn new(loaded: &'a LoadedModel, exec: &'a RayonExecutor) -> Self {
+    pub fn new(loaded: &'a LoadedModel, exec: &'a WorkerPool) -> Self {
         Self {
             model: loaded.model(),
             tokenizer: loaded.tokenizer(),

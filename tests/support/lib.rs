@@ -157,7 +157,7 @@ pub fn teacher_forced_stats(
     tol: &Tolerances,
 ) -> Forced {
     use gemma_core::generate::Session;
-    use gemma_platform::{RayonExecutor, SessionBuffers};
+    use gemma_platform::{SessionBuffers, WorkerPool};
     let p = &goldens()["prompts"][i];
     let input = u32s(&p["input_ids"]);
     let greedy = u32s(&p["greedy_ids"]);
@@ -168,7 +168,7 @@ pub fn teacher_forced_stats(
 
     let model = loaded.model();
     let vocab = model.config.vocab_size;
-    let exec = RayonExecutor::new(0).unwrap();
+    let exec = WorkerPool::new(0).unwrap();
     let batch = 64;
     let mut bufs = SessionBuffers::new(&model.config, total, batch).unwrap();
     let precision = loaded.precision();

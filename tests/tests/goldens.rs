@@ -6,7 +6,7 @@ use gemma_core::generate::{GenerateOptions, Session};
 use gemma_core::kernels::Precision;
 use gemma_core::model::{Inputs, Prompt};
 use gemma_core::sampling::Sampler;
-use gemma_platform::{LoadedModel, RayonExecutor, SessionBuffers};
+use gemma_platform::{LoadedModel, SessionBuffers, WorkerPool};
 use gemma_tests::{goldens, real_model_path, tolerance, u32s};
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -112,7 +112,7 @@ fn teacher_forced_logits_prompt_5_long_window_952_tokens() {
 fn greedy_generation_matches_goldens_until_first_near_tie() {
     let loaded = model();
     let model = loaded.model();
-    let exec = RayonExecutor::new(0).unwrap();
+    let exec = WorkerPool::new(0).unwrap();
     for (i, p) in goldens()["prompts"].as_array().unwrap().iter().enumerate() {
         let input = u32s(&p["input_ids"]);
         let greedy = u32s(&p["greedy_ids"]);
@@ -163,7 +163,7 @@ fn final_hidden_state_matches_golden_intermediate() {
     let ids: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
     let loaded = model();
     let model = loaded.model();
-    let exec = RayonExecutor::new(0).unwrap();
+    let exec = WorkerPool::new(0).unwrap();
     let mut bufs = SessionBuffers::new(&model.config, ids.len(), ids.len()).unwrap();
     let parts = bufs.cpu(&model, &exec, Precision::Exact).unwrap();
     let mut backend = parts.backend;

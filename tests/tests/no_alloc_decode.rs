@@ -8,7 +8,7 @@ use gemma_core::kernels::Precision;
 use gemma_core::model::Prompt;
 use gemma_core::sampling::{Sampler, SamplingParams};
 use gemma_platform::synthetic::{tiny_model, TinySpec};
-use gemma_platform::{RayonExecutor, SessionBuffers};
+use gemma_platform::{SessionBuffers, WorkerPool};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -113,7 +113,7 @@ fn decode_loop_allocates_nothing() {
     drop(v);
     assert_eq!(ALLOCS.load(Ordering::SeqCst), 1);
     assert_eq!(allocations_while_decoding(&Serial, 40), 0);
-    let pool = RayonExecutor::new(2).unwrap();
+    let pool = WorkerPool::new(2).unwrap();
     let allocs = pool.install(|| {
         rayon::broadcast(|_| MEASURED.with(|m| m.set(true)));
         allocations_while_decoding(&pool, 40)

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 use gemma_core::generate::SessionSizes;
-use gemma_platform::{LoadedModel, RayonExecutor};
+use gemma_platform::{LoadedModel, WorkerPool};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -94,7 +94,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         .ok_or("context too large to allocate")?
         .bytes();
     let capacity = (a.cache_mb.saturating_mul(1 << 20) / per_conversation).max(1);
-    let exec = RayonExecutor::new(a.compute.threads)
+    let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let (jobs, worker) = worker::spawn(

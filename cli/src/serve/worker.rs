@@ -11,7 +11,7 @@ use super::pool::Pool;
 use super::stop::StopMatcher;
 use gemma_core::generate::StopReason;
 use gemma_core::sampling::{Sampler, SamplingParams};
-use gemma_platform::{Generator, LoadedModel, RayonExecutor, Streamed};
+use gemma_platform::{Generator, LoadedModel, Streamed, WorkerPool};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -57,7 +57,7 @@ pub struct Summary {
 /// its next token and refuses the ones still queued.
 pub fn spawn(
     loaded: &'static LoadedModel,
-    exec: RayonExecutor,
+    exec: WorkerPool,
     pool: Pool,
     queue: usize,
     shutdown: Arc<AtomicBool>,
@@ -71,7 +71,7 @@ pub fn spawn(
 
 fn work(
     loaded: &'static LoadedModel,
-    exec: RayonExecutor,
+    exec: WorkerPool,
     mut pool: Pool,
     jobs: Receiver<Job>,
     shutdown: &AtomicBool,
@@ -109,7 +109,7 @@ fn work(
 
 fn run(
     loaded: &LoadedModel,
-    exec: &RayonExecutor,
+    exec: &WorkerPool,
     pool: &mut Pool,
     job: &Job,
     shutdown: &AtomicBool,
