@@ -264,8 +264,7 @@ fn tensor_table_of_270m_is_gemma_cpp_toc() {
         let mut entries = toc.iter();
         let mut count = 0;
         k.for_each_tensor(|spec| {
-            let mut buf = [0u8; 24];
-            let name = spec.name(&mut buf).unwrap();
+            let name = spec.name().unwrap();
             let e = entries.next().unwrap();
             assert_eq!(e.name, name);
             assert_eq!((e.rows, e.cols), (spec.rows, spec.cols), "{name}");
@@ -293,8 +292,7 @@ fn tensor_tables_are_consistent() {
         let mut vit_tensors = 0;
         let mut embedding = None;
         k.for_each_tensor(|t| {
-            let mut buf = [0u8; 24];
-            let n = t.name(&mut buf).unwrap().to_string();
+            let n = t.name().unwrap().to_string();
             assert!(n.len() <= 16, "{n}: gemma.cpp keys hold 16 bytes");
             assert!(names.insert(n.clone()), "{name}: {n} twice");
             assert!(t.rows > 0 && t.cols > 0, "{n}");

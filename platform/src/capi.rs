@@ -338,8 +338,7 @@ impl State {
             };
             error(GEMMA_ERR_LOAD, message)
         })?;
-        let model = loaded.model();
-        let model_context = model.config.context_length;
+        let model_context = loaded.model().config.context_length;
         let max_context = match max_context {
             0 => model_context.min(DEFAULT_MAX_CONTEXT),
             n if n > model_context => {
@@ -354,7 +353,7 @@ impl State {
             n => n,
         }
         .min(max_context);
-        let default = Named::new(&model, max_context, batch)?;
+        let default = Named::new(&loaded.model(), max_context, batch)?;
         let exec = WorkerPool::new(threads)
             .map_err(|e| internal(format!("cannot start worker threads: {e}")))?;
         let sampler = Sampler::new(SamplingParams::gemma_default(clock_seed()))

@@ -98,10 +98,13 @@ impl LoadedModel {
             return Self::from_sbs_bytes(path, bytes);
         }
         let gguf = Gguf::parse(&bytes).map_err(LoadError::Gguf)?;
-        let model = load::gguf::model(&gguf).map_err(LoadError::Model)?;
+        // Validates every tensor; views are made afresh by `model()`.
+        let vocab_size = load::gguf::model(&gguf)
+            .map_err(LoadError::Model)?
+            .config
+            .vocab_size;
         let vocab = GgufVocab::from_gguf(&gguf).map_err(LoadError::Tokenizer)?;
         let tables = TokenizerTables::from_gguf(&vocab).map_err(LoadError::Tokenizer)?;
-        let vocab_size = model.config.vocab_size;
         if vocab.count() != vocab_size {
             return Err(LoadError::VocabMismatch {
                 tokenizer: vocab.count(),
@@ -124,15 +127,18 @@ impl LoadedModel {
 
     fn from_sbs_bytes(path: PathBuf, bytes: FileBytes) -> Result<Self, LoadError> {
         let file = SbsFile::parse(&bytes).map_err(LoadError::Sbs)?;
-        let model = load::sbs::model(&file).map_err(LoadError::Model)?;
+        let vocab_size = load::sbs::model(&file)
+            .map_err(LoadError::Model)?
+            .config
+            .vocab_size;
         let proto = file.tokenizer().ok_or(LoadError::MissingTokenizer)?;
         let tables = TokenizerTables::from_spm(proto).map_err(LoadError::Tokenizer)?;
         let count = gemma_core::tokenizer::Tokenizer::spm_vocab_size(proto)
             .map_err(LoadError::Tokenizer)?;
-        if count != model.config.vocab_size {
+        if count != vocab_size {
             return Err(LoadError::VocabMismatch {
                 tokenizer: count,
-                model: model.config.vocab_size,
+                model: vocab_size,
             });
         }
         let start = proto.as_ptr() as usize - bytes.as_ptr() as usize;

@@ -36,9 +36,8 @@ pub fn fields(g: &Gguf, vocab_size: usize) -> Result<Fields, ConfigError> {
         "gemma3" => Family::Gemma3,
         _ => return Err(ConfigError::UnsupportedArchitecture),
     };
-    let mut key = KeyBuf::new(arch);
-    let mut uint = |suffix: &'static str| -> Result<Option<usize>, ConfigError> {
-        match g.get_u64(key.with(suffix)) {
+    let uint = |suffix: &'static str| -> Result<Option<usize>, ConfigError> {
+        match g.get_u64(&key(arch, suffix)) {
             None => Ok(None),
             Some(v) => usize::try_from(v)
                 .ok()
@@ -58,8 +57,7 @@ pub fn fields(g: &Gguf, vocab_size: usize) -> Result<Fields, ConfigError> {
     f.head_dim = uint(".attention.key_length")?;
     f.sliding_window = uint(".attention.sliding_window")?;
     f.vocab_size = vocab_size;
-    let mut key = KeyBuf::new(arch);
-    let mut float = |suffix: &'static str| g.get_f32(key.with(suffix));
+    let float = |suffix: &'static str| g.get_f32(&key(arch, suffix));
     f.rms_eps = float(".attention.layer_norm_rms_epsilon");
     f.rope_theta = float(".rope.freq_base");
     // Newer converters state Gemma 3's sliding-window base too.
@@ -100,13 +98,16 @@ pub fn weights<'a>(g: &Gguf<'a>, cfg: &ModelConfig) -> Result<Weights<'a>, Weigh
     let embed = get(TensorId::global(Role::Embedding))?.unwrap_or_default();
     let final_norm = get(TensorId::global(Role::FinalNorm))?.unwrap_or_default();
     let output = get(TensorId::global(Role::Output))?.unwrap_or(embed);
-    let mut layers = [LayerWeights::default(); MAX_LAYERS];
-    for (l, lw) in layers.iter_mut().enumerate().take(cfg.n_layers) {
+    let mut layers = heapless::Vec::new();
+    for l in 0..cfg.n_layers.min(MAX_LAYERS) {
+        let mut lw = LayerWeights::default();
         for role in Role::per_layer() {
             if let (Some(m), Some(slot)) = (get(TensorId::layer(role, l))?, lw.slot(role)) {
                 *slot = m;
             }
         }
+        // The config caps layers at MAX_LAYERS, so this always fits.
+        let _ = layers.push(lw);
     }
     Ok(Weights {
         embed,
@@ -116,24 +117,10 @@ pub fn weights<'a>(g: &Gguf<'a>, cfg: &ModelConfig) -> Result<Weights<'a>, Weigh
     })
 }
 
-/// Builds `"<arch><suffix>"` keys without allocating.
-struct KeyBuf {
-    buf: [u8; 96],
-    prefix_len: usize,
-}
-
-impl KeyBuf {
-    fn new(arch: &str) -> Self {
-        let mut buf = [0u8; 96];
-        let n = arch.len().min(32);
-        buf[..n].copy_from_slice(&arch.as_bytes()[..n]);
-        Self { buf, prefix_len: n }
-    }
-
-    fn with(&mut self, suffix: &str) -> &str {
-        let n = suffix.len().min(self.buf.len() - self.prefix_len);
-        let end = self.prefix_len + n;
-        self.buf[self.prefix_len..end].copy_from_slice(&suffix.as_bytes()[..n]);
-        core::str::from_utf8(&self.buf[..end]).unwrap_or("")
-    }
+/// `"<arch><suffix>"`, without allocating (GGUF keys are short; a longer
+/// one is cut and then simply not found).
+fn key(arch: &str, suffix: &str) -> heapless::String<96> {
+    let mut k = heapless::String::new();
+    let _ = core::fmt::Write::write_fmt(&mut k, format_args!("{arch}{suffix}"));
+    k
 }

@@ -137,8 +137,9 @@ pub fn weights<'a>(f: &SbsFile<'a>, cfg: &ModelConfig) -> Result<Weights<'a>, We
     };
     let embed = plain(TensorId::global(Role::Embedding))?;
     let final_norm = plain(TensorId::global(Role::FinalNorm))?;
-    let mut layers = [LayerWeights::default(); MAX_LAYERS];
-    for (l, lw) in layers.iter_mut().enumerate().take(cfg.n_layers) {
+    let mut layers = heapless::Vec::new();
+    for l in 0..cfg.n_layers.min(MAX_LAYERS) {
+        let mut lw = LayerWeights::default();
         let id = |role| TensorId::layer(role, l);
         let shape = |role| WeightsError::Shape(id(role), Naming::Sbs);
         let stacked = |role, rows, cols| get(id(role), rows, cols).map(Option::unwrap_or_default);
@@ -159,6 +160,8 @@ pub fn weights<'a>(f: &SbsFile<'a>, cfg: &ModelConfig) -> Result<Weights<'a>, We
                 *slot = m.ok_or(shape(role))?;
             }
         }
+        // The config caps layers at MAX_LAYERS, so this always fits.
+        let _ = layers.push(lw);
     }
     Ok(Weights {
         embed,

@@ -16,7 +16,7 @@ use crate::weights::{Role, TensorId, Weights};
 use core::ops::Range;
 
 /// A model: its configuration and borrowed weight views.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Model<'a> {
     pub config: ModelConfig,
     pub weights: Weights<'a>,

@@ -281,13 +281,14 @@ pub struct LayerWeights<'a> {
     pub post_ffw_norm: Matrix<'a>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Weights<'a> {
     pub embed: Matrix<'a>,
     /// The output projection; Gemma ties it to the embedding.
     pub output: Matrix<'a>,
     pub final_norm: Matrix<'a>,
-    pub layers: [LayerWeights<'a>; MAX_LAYERS],
+    /// One per layer of the model.
+    pub layers: heapless::Vec<LayerWeights<'a>, MAX_LAYERS>,
 }
 
 impl<'a> LayerWeights<'a> {

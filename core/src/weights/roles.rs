@@ -257,79 +257,36 @@ impl TensorId {
     }
 }
 
-/// A short name written into a fixed buffer, without allocating.
-pub struct Name {
-    buf: [u8; 96],
-    len: usize,
-}
+/// A tensor's name, built without allocating. Names longer than this
+/// (only a Hugging Face prefix could make one) are cut short, and then
+/// simply not found.
+pub type Name = heapless::String<96>;
 
-impl Name {
-    fn new(parts: &[&[u8]]) -> Self {
-        let mut n = Name {
-            buf: [0; 96],
-            len: 0,
-        };
-        for part in parts {
-            let take = part.len().min(n.buf.len() - n.len);
-            n.buf[n.len..n.len + take].copy_from_slice(&part[..take]);
-            n.len += take;
-        }
-        n
-    }
-
-    pub fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl core::ops::Deref for Name {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl core::fmt::Display for Name {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The decimal digits of `v`, written into the end of `buf`.
-fn decimal(v: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let (mut d, mut v) = (buf.len(), v);
-    loop {
-        d -= 1;
-        buf[d] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return &buf[d..];
-        }
-    }
+/// The formatted name.
+fn name_of(parts: core::fmt::Arguments) -> Name {
+    let mut n = Name::new();
+    let _ = core::fmt::Write::write_fmt(&mut n, parts);
+    n
 }
 
 impl TensorId {
     /// The GGUF name: `blk.N.attn_q.weight`, `token_embd.weight`.
     pub fn gguf_name(&self) -> Name {
         let info = self.role.info();
-        let mut digits = [0u8; 20];
         if info.per_layer {
-            let l = decimal(self.layer, &mut digits);
-            Name::new(&[b"blk.", l, b".", info.gguf.as_bytes(), b".weight"])
+            name_of(format_args!("blk.{}.{}.weight", self.layer, info.gguf))
         } else {
-            Name::new(&[info.gguf.as_bytes(), b".weight"])
+            name_of(format_args!("{}.weight", info.gguf))
         }
     }
 
     /// The gemma.cpp `.sbs` name: `qkv_ein_N`, `c_embedding`.
     pub fn sbs_name(&self) -> Name {
         let info = self.role.info();
-        let mut digits = [0u8; 20];
         if info.per_layer {
-            let l = decimal(self.layer, &mut digits);
-            Name::new(&[info.sbs.as_bytes(), b"_", l])
+            name_of(format_args!("{}_{}", info.sbs, self.layer))
         } else {
-            Name::new(&[info.sbs.as_bytes()])
+            name_of(format_args!("{}", info.sbs))
         }
     }
 
@@ -338,13 +295,13 @@ impl TensorId {
     /// `model.layers.N.self_attn.q_proj.weight`.
     pub fn hf_name(&self, prefix: &str) -> Name {
         let info = self.role.info();
-        let mut digits = [0u8; 20];
-        let p = prefix.as_bytes();
         if info.per_layer {
-            let l = decimal(self.layer, &mut digits);
-            Name::new(&[p, b"layers.", l, b".", info.hf.as_bytes(), b".weight"])
+            name_of(format_args!(
+                "{prefix}layers.{}.{}.weight",
+                self.layer, info.hf
+            ))
         } else {
-            Name::new(&[p, info.hf.as_bytes(), b".weight"])
+            name_of(format_args!("{prefix}{}.weight", info.hf))
         }
     }
 

@@ -358,20 +358,20 @@ impl KnownModel {
         wrapping: PromptWrapping,
         storage: &'a mut ConfigStorage,
     ) -> ModelConfig<'a> {
-        let n = self.num_layers as usize;
-        for (l, (layer, window)) in storage
-            .layers
-            .iter_mut()
-            .zip(storage.windows.iter_mut())
-            .enumerate()
-            .take(n)
-        {
-            *layer = self.layer();
-            *window = self.window(l);
+        // The table's models have at most MAX_LAYERS layers and VIT_LAYERS
+        // vision layers, so every push fits.
+        storage.layers.clear();
+        storage.windows.clear();
+        for l in 0..self.num_layers as usize {
+            let _ = storage.layers.push(self.layer());
+            let _ = storage.windows.push(self.window(l));
         }
         let vit = match self.vit {
             Some(v) => {
-                storage.vit_layers.fill(self.vit_layer());
+                storage.vit_layers.clear();
+                for _ in 0..VIT_LAYERS {
+                    let _ = storage.vit_layers.push(self.vit_layer());
+                }
                 let patches = v.image_size / VIT_PATCH_WIDTH;
                 VitConfig {
                     model_dim: VIT_MODEL_DIM,
@@ -397,8 +397,8 @@ impl KnownModel {
             att_cap: self.att_cap,
             final_cap: self.final_cap,
             query_scale: self.query_scale,
-            layer_configs: List::Slice(&storage.layers[..n]),
-            attention_window_sizes: List::Slice(&storage.windows[..n]),
+            layer_configs: List::Slice(&storage.layers),
+            attention_window_sizes: List::Slice(&storage.windows),
             vit_config: vit,
             eos_id: 1,
             secondary_eos_id: self.secondary_eos_id,
@@ -527,50 +527,23 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
-    /// Writes the blob name into `buf` and returns it (`None` if it does not
-    /// fit; 16 bytes always suffice for gemma.cpp's names).
-    pub fn name<'b>(&self, buf: &'b mut [u8; 24]) -> Option<&'b str> {
-        let mut len = 0;
-        let mut push = |bytes: &[u8], len: &mut usize| -> Option<()> {
-            buf.get_mut(*len..*len + bytes.len())?
-                .copy_from_slice(bytes);
-            *len += bytes.len();
-            Some(())
-        };
-        push(self.base.as_bytes(), &mut len)?;
-        if let Some(l) = self.layer {
-            push(b"_", &mut len)?;
-            let mut digits = [0u8; 10];
-            let mut n = l;
-            let mut i = digits.len();
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            push(&digits[i..], &mut len)?;
+    /// The blob name (`None` if it does not fit; 16 bytes always suffice
+    /// for gemma.cpp's names).
+    pub fn name(&self) -> Option<heapless::String<24>> {
+        use core::fmt::Write;
+        let mut s = heapless::String::new();
+        match self.layer {
+            Some(l) => write!(s, "{}_{l}", self.base).ok()?,
+            None => s.push_str(self.base).ok()?,
         }
-        core::str::from_utf8(&buf[..len]).ok()
+        Some(s)
     }
 }
 
 /// Room for one known model's config: layer and window lists.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ConfigStorage {
-    layers: [LayerConfig; MAX_LAYERS],
-    windows: [u32; MAX_LAYERS],
-    vit_layers: [LayerConfig; VIT_LAYERS],
-}
-
-impl Default for ConfigStorage {
-    fn default() -> Self {
-        ConfigStorage {
-            layers: [LayerConfig::default(); MAX_LAYERS],
-            windows: [0; MAX_LAYERS],
-            vit_layers: [LayerConfig::default(); VIT_LAYERS],
-        }
-    }
+    layers: heapless::Vec<LayerConfig, MAX_LAYERS>,
+    windows: heapless::Vec<u32, MAX_LAYERS>,
+    vit_layers: heapless::Vec<LayerConfig, VIT_LAYERS>,
 }
