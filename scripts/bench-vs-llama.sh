@@ -10,6 +10,12 @@
 # prefill of the same token counts (a prompt text sized with gemma-rs's
 # tokenizer) and its decode of 64 tokens, from its own timing lines.
 #
+# With GEMMA_BASE (another `gemma` binary, e.g. a release build of an
+# earlier commit), that build joins the alternation too, and a third table
+# gives this build's rates over the base's, with each side's run-to-run
+# spread ((max - min) / max over the runs): a ratio below 1 by less than
+# the spread is noise.
+#
 # llama.cpp's llama-bench is built once, from the source package of
 # llama-cpp-python (its sdist vendors llama.cpp), with GGML_NATIVE=ON and
 # AMX off, into ~/.cache/gemma-rs/llama.cpp-<version>/. Not part of CI.
@@ -39,9 +45,14 @@ peak_rss() {
 llama_run() { # threads
   "$bench_llama" -m "$model" -t "$1" -p 64,512 -n 64 -r 1 -o jsonl 2>/dev/null
 }
-gemma_run() { # threads precision
-  "$gemma" bench --model "$model" --threads "$1" --precision "$2" --json
+gemma_run() { # threads precision [binary]
+  "${3:-$gemma}" bench --model "$model" --threads "$1" --precision "$2" --json
 }
+base="${GEMMA_BASE:-}"
+if [ -n "$base" ] && [ ! -x "$base" ]; then
+  echo "GEMMA_BASE must be an executable gemma binary" >&2
+  exit 2
+fi
 
 gcpp="${GEMMA_CPP:-}"
 gcpp_weights="${GEMMA_CPP_WEIGHTS:-}"
@@ -97,6 +108,7 @@ echo
 
 for threads in 1 2; do
   declare -A best=()
+  declare -A worst=()
   for ((r = 0; r < runs; r++)); do
     while read -r line; do
       n_p="$(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["n_prompt"], d["n_gen"], d["avg_ts"])')"
@@ -114,13 +126,19 @@ for threads in 1 2; do
       best[gcpp_tg64]="$(python3 -c "print(max(${best[gcpp_tg64]:-0}, $tg))")"
     fi
     for precision in exact fast; do
-      json="$(gemma_run "$threads" "$precision")"
-      for k in prefill_64_tok_s prefill_tok_s decode_tok_s; do
-        v="$(echo "$json" | python3 -c "import json,sys; print(json.load(sys.stdin)['$k'])")"
-        prev="${best[${precision}_$k]:-0}"
-        best[${precision}_$k]="$(python3 -c "print(max($prev, $v))")"
+      for side in "" base_; do
+        [ -n "$side" ] && [ -z "$base" ] && continue
+        bin="$gemma"
+        [ -n "$side" ] && bin="$base"
+        json="$(gemma_run "$threads" "$precision" "$bin")"
+        for k in prefill_64_tok_s prefill_tok_s decode_tok_s; do
+          v="$(echo "$json" | python3 -c "import json,sys; print(json.load(sys.stdin)['$k'])")"
+          key="${side}${precision}_$k"
+          best[$key]="$(python3 -c "print(max(${best[$key]:-0}, $v))")"
+          worst[$key]="$(python3 -c "print(min(${worst[$key]:-1e30}, $v))")"
+        done
+        best[${side}${precision}_rss]="$(echo "$json" | python3 -c "import json,sys; print(json.load(sys.stdin)['peak_rss_bytes'])")"
       done
-      best[${precision}_rss]="$(echo "$json" | python3 -c "import json,sys; print(json.load(sys.stdin)['peak_rss_bytes'])")"
     done
   done
   best[llama_rss]="$(peak_rss "$bench_llama" -m "$model" -t "$threads" -p 512 -n 64 -r 1)"
@@ -155,5 +173,18 @@ for threads in 1 2; do
       "$(mb "${best[fast_rss]}")" "$(ratio "${best[fast_rss]}" "${best[gcpp_rss]}")"
     echo
   fi
-  unset best
+  if [ -n "$base" ]; then
+    echo "| test | base | this build | ratio | base spread | this spread |"
+    echo "|---|---|---|---|---|---|"
+    spread() { python3 -c "print(($1 - $2) / $1 if $1 else 0)"; }
+    for precision in exact fast; do
+      for k in prefill_64_tok_s prefill_tok_s decode_tok_s; do
+        b="${best[base_${precision}_$k]}" n="${best[${precision}_$k]}"
+        printf '| %s %s | %.1f | %.1f | %.3f | %.3f | %.3f |\n' "$precision" "$k" "$b" "$n" "$(ratio "$n" "$b")" \
+          "$(spread "$b" "${worst[base_${precision}_$k]}")" "$(spread "$n" "${worst[${precision}_$k]}")"
+      done
+    done
+    echo
+  fi
+  unset best worst
 done
