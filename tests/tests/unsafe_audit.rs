@@ -45,7 +45,7 @@ fn parsers_have_no_unsafe_and_every_other_unsafe_says_why() {
         "core/src/tokenizer",
         "core/src/quant",
         "core/src/codec",
-        "core/src/sampling.rs",
+        "core/src/sampling",
         "core/src/generate.rs",
         "core/src/load",
         "core/src/weights",
