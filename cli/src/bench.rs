@@ -8,7 +8,6 @@
 use crate::{ComputeArgs, ModelArgs};
 use clap::Args;
 use gemma_core::exec::Executor;
-use gemma_core::generate::Session;
 use gemma_core::model::Prompt;
 use gemma_core::sampling::argmax;
 use gemma_platform::{SessionBuffers, WorkerPool};
@@ -75,49 +74,47 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
     let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let session_bytes = bufs.bytes();
-    let parts = bufs
-        .cpu(&model, &exec, loaded.precision())
-        .map_err(|e| e.to_string())?;
-    let mut backend = parts.backend;
-    let mut session = Session::new(&model.config, &mut backend, parts.logits, parts.candidates)
-        .map_err(|e| e.to_string())?;
     let threads = exec.threads();
 
     let (mut short_s, mut long_s, mut ttft_s, mut decode_s) =
         (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
-    exec.install(|| -> Result<(), String> {
-        // Warm-up: touches every weight page once.
-        session.reset();
-        session
-            .prefill(Prompt::tokens(&prompt[..8]))
-            .map_err(|e| e.to_string())?;
-        for _ in 0..a.runs {
+    let precision = loaded.precision();
+    bufs.with_session(&model, &exec, precision, |session| {
+        exec.install(|| -> Result<(), String> {
+            // Warm-up: touches every weight page once.
             session.reset();
-            let t = Instant::now();
             session
-                .prefill(Prompt::tokens(&prompt[..short]))
+                .prefill(Prompt::tokens(&prompt[..8]))
                 .map_err(|e| e.to_string())?;
-            short_s = short_s.min(t.elapsed().as_secs_f64());
-
-            session.reset();
-            let t = Instant::now();
-            let mut next = argmax(
+            for _ in 0..a.runs {
+                session.reset();
+                let t = Instant::now();
                 session
-                    .prefill(Prompt::tokens(&prompt))
-                    .map_err(|e| e.to_string())?,
-            );
-            let prefilled = t.elapsed().as_secs_f64();
-            long_s = long_s.min(prefilled);
-            ttft_s = ttft_s.min(prefilled);
+                    .prefill(Prompt::tokens(&prompt[..short]))
+                    .map_err(|e| e.to_string())?;
+                short_s = short_s.min(t.elapsed().as_secs_f64());
 
-            let t = Instant::now();
-            for _ in 0..n_decode {
-                next = argmax(session.step(next).map_err(|e| e.to_string())?);
+                session.reset();
+                let t = Instant::now();
+                let mut next = argmax(
+                    session
+                        .prefill(Prompt::tokens(&prompt))
+                        .map_err(|e| e.to_string())?,
+                );
+                let prefilled = t.elapsed().as_secs_f64();
+                long_s = long_s.min(prefilled);
+                ttft_s = ttft_s.min(prefilled);
+
+                let t = Instant::now();
+                for _ in 0..n_decode {
+                    next = argmax(session.step(next).map_err(|e| e.to_string())?);
+                }
+                decode_s = decode_s.min(t.elapsed().as_secs_f64());
             }
-            decode_s = decode_s.min(t.elapsed().as_secs_f64());
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })
+    })
+    .map_err(|e| e.to_string())??;
     let peak = peak_rss_bytes();
     let report = json!({
         "model": loaded.path().display().to_string(),

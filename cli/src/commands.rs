@@ -2,7 +2,7 @@
 
 use crate::{ComputeArgs, InfoArgs, LogitsArgs, ModelArgs, RunArgs, TokenizeArgs};
 use gemma_core::format::gguf::Value;
-use gemma_core::generate::{Session, StopReason};
+use gemma_core::generate::StopReason;
 use gemma_core::sampling::Sampler;
 use gemma_platform::{
     ChatTemplate, Conversation, Generator, LoadedModel, SessionBuffers, Speaker, Streamed,
@@ -206,32 +206,29 @@ pub fn logits(a: LogitsArgs) -> Result<()> {
     let mut bufs = SessionBuffers::new(&model.config, ids.len(), batch)
         .ok_or("context too large to allocate")?;
     let exec = executor(&a.compute)?;
-    let parts = bufs
-        .cpu(&model, &exec, loaded.precision())
-        .map_err(|e| e.to_string())?;
-    let mut backend = parts.backend;
-    let mut session = Session::new(&model.config, &mut backend, parts.logits, parts.candidates)
-        .map_err(|e| e.to_string())?;
     let top = a.top.min(vocab);
     let mut logits = vec![0f32; batch * vocab];
     let mut stdout = std::io::stdout().lock();
     let mut pos = 0;
-    for chunk in ids.chunks(batch) {
-        session
-            .forward_logits(chunk, &mut logits)
-            .map_err(|e| e.to_string())?;
-        for row in logits.chunks_exact(vocab).take(chunk.len()) {
-            let best = top_indices(row, top);
-            let line = json!({
-                "pos": pos,
-                "top_ids": best,
-                "top_logits": best.iter().map(|&i| row[i as usize]).collect::<Vec<_>>(),
-            });
-            writeln!(stdout, "{line}").map_err(|e| e.to_string())?;
-            pos += 1;
+    bufs.with_session(&model, &exec, loaded.precision(), |session| {
+        for chunk in ids.chunks(batch) {
+            session
+                .forward_logits(chunk, &mut logits)
+                .map_err(|e| e.to_string())?;
+            for row in logits.chunks_exact(vocab).take(chunk.len()) {
+                let best = top_indices(row, top);
+                let line = json!({
+                    "pos": pos,
+                    "top_ids": best,
+                    "top_logits": best.iter().map(|&i| row[i as usize]).collect::<Vec<_>>(),
+                });
+                writeln!(stdout, "{line}").map_err(|e| e.to_string())?;
+                pos += 1;
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?
 }
 
 /// The `k` largest entries, largest first, ties to the lower id; without a full sort.

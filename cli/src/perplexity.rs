@@ -12,7 +12,6 @@
 use crate::{ComputeArgs, ModelArgs};
 use clap::Args;
 use gemma_core::exec::Executor;
-use gemma_core::generate::Session;
 use gemma_core::model::Inputs;
 use gemma_platform::{SessionBuffers, WorkerPool};
 use serde_json::json;
@@ -79,12 +78,6 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
         SessionBuffers::new(&model.config, ctx, batch).ok_or("context too large to allocate")?;
     let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
-    let parts = bufs
-        .cpu(&model, &exec, loaded.precision())
-        .map_err(|e| e.to_string())?;
-    let mut backend = parts.backend;
-    let mut session = Session::new(&model.config, &mut backend, parts.logits, parts.candidates)
-        .map_err(|e| e.to_string())?;
     let vocab = model.config.vocab_size;
     let mut logits = vec![0f32; LOGIT_ROWS * vocab];
 
@@ -94,45 +87,49 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
     let mut next = 1usize;
     let mut begin = 0usize;
     let mut windows = 0usize;
-    exec.install(|| -> Result<(), String> {
-        while next < n {
-            let end = (begin + ctx).min(n);
-            let window = &ids[begin..end];
-            session.reset();
-            // Window position p predicts ids[begin + p + 1]: positions
-            // first..last are scored, each from the pass that holds it.
-            let first = next - 1 - begin;
-            let last = window.len() - 1;
-            let mut at = 0;
-            for chunk in window.chunks(batch) {
-                session
-                    .forward_chunk(Inputs::Tokens(chunk), &[])
-                    .map_err(|e| e.to_string())?;
-                let (lo, hi) = (first.max(at), last.min(at + chunk.len()));
-                let mut p = lo;
-                while p < hi {
-                    let rows = LOGIT_ROWS.min(hi - p);
+    let precision = loaded.precision();
+    bufs.with_session(&model, &exec, precision, |session| {
+        exec.install(|| -> Result<(), String> {
+            while next < n {
+                let end = (begin + ctx).min(n);
+                let window = &ids[begin..end];
+                session.reset();
+                // Window position p predicts ids[begin + p + 1]: positions
+                // first..last are scored, each from the pass that holds it.
+                let first = next - 1 - begin;
+                let last = window.len() - 1;
+                let mut at = 0;
+                for chunk in window.chunks(batch) {
                     session
-                        .logits_rows(p - at..p - at + rows, &mut logits)
+                        .forward_chunk(Inputs::Tokens(chunk), &[])
                         .map_err(|e| e.to_string())?;
-                    for r in 0..rows {
-                        let target = ids[begin + p + r + 1];
-                        total += nll(&logits[r * vocab..(r + 1) * vocab], target);
+                    let (lo, hi) = (first.max(at), last.min(at + chunk.len()));
+                    let mut p = lo;
+                    while p < hi {
+                        let rows = LOGIT_ROWS.min(hi - p);
+                        session
+                            .logits_rows(p - at..p - at + rows, &mut logits)
+                            .map_err(|e| e.to_string())?;
+                        for r in 0..rows {
+                            let target = ids[begin + p + r + 1];
+                            total += nll(&logits[r * vocab..(r + 1) * vocab], target);
+                        }
+                        p += rows;
                     }
-                    p += rows;
+                    at += chunk.len();
                 }
-                at += chunk.len();
+                scored += last - first;
+                next = end;
+                windows += 1;
+                if end == n {
+                    break;
+                }
+                begin += stride;
             }
-            scored += last - first;
-            next = end;
-            windows += 1;
-            if end == n {
-                break;
-            }
-            begin += stride;
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })
+    })
+    .map_err(|e| e.to_string())??;
     let mean = total / scored as f64;
     if a.json {
         println!(

@@ -7,7 +7,7 @@
 
 use crate::SessionBuffers;
 use gemma_core::exec::Executor;
-use gemma_core::generate::{GenerateOptions, Outcome, Session, SessionError};
+use gemma_core::generate::{GenerateOptions, Outcome, SessionError};
 use gemma_core::kernels::Precision;
 use gemma_core::model::{Model, Prompt};
 use gemma_core::sampling::Sampler;
@@ -73,42 +73,45 @@ impl Conversation {
         if prompt.is_empty() {
             return Err(SessionError::EmptyPrompt);
         }
-        let parts = self.buffers.cpu(model, exec, precision)?;
-        let mut backend = parts.backend;
-        let mut session =
-            Session::new(&model.config, &mut backend, parts.logits, parts.candidates)?;
-        // At least the last prompt token is fed again, to get its logits.
-        let shared = self
-            .cached
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let mut reuse = shared.min(prompt.len() - 1);
-        if !session.can_rewind(self.cached.len(), reuse) {
-            reuse = 0;
-        }
-        session.set_pos(reuse)?;
-        // Until this turn ends, the cache holds only the reused prefix.
-        self.cached.truncate(reuse);
-        let mut emitted = Vec::with_capacity(opts.max_new_tokens.min(session.max_context()));
-        let new = Prompt::tokens(&prompt[reuse..]);
-        let result = session.generate(new, sampler, opts, &mut |t| {
-            emitted.push(t);
-            on_token(t)
-        });
-        let outcome = match result {
-            Ok(o) => o,
-            Err(e) => {
-                // A pass that failed part-way may have overwritten ring slots.
-                self.cached.clear();
-                return Err(e);
-            }
-        };
-        let fed_generated = session.pos().saturating_sub(prompt.len());
-        self.cached.extend_from_slice(&prompt[reuse..]);
-        self.cached
-            .extend_from_slice(&emitted[..fed_generated.min(emitted.len())]);
+        let cached = &mut self.cached;
+        let turn = self
+            .buffers
+            .with_session(model, exec, precision, |session| {
+                // At least the last prompt token is fed again, to get its logits.
+                let shared = cached
+                    .iter()
+                    .zip(prompt)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let mut reuse = shared.min(prompt.len() - 1);
+                if !session.can_rewind(cached.len(), reuse) {
+                    reuse = 0;
+                }
+                session.set_pos(reuse)?;
+                // Until this turn ends, the cache holds only the reused prefix.
+                cached.truncate(reuse);
+                let mut emitted =
+                    Vec::with_capacity(opts.max_new_tokens.min(session.max_context()));
+                let new = Prompt::tokens(&prompt[reuse..]);
+                let result = session.generate(new, sampler, opts, &mut |t| {
+                    emitted.push(t);
+                    on_token(t)
+                });
+                let outcome = match result {
+                    Ok(o) => o,
+                    Err(e) => {
+                        // A pass that failed part-way may have overwritten ring slots.
+                        cached.clear();
+                        return Err(e);
+                    }
+                };
+                // The last token emitted is not fed (nor its keys cached).
+                let fed_generated = session.pos().saturating_sub(prompt.len());
+                cached.extend_from_slice(&prompt[reuse..]);
+                cached.extend_from_slice(&emitted[..fed_generated.min(emitted.len())]);
+                Ok((outcome, reuse))
+            });
+        let (outcome, reuse) = turn??;
         Ok(TurnStats {
             outcome,
             reused: reuse,

@@ -10,7 +10,7 @@ use gemma_core::cpu::CpuBackend;
 use gemma_core::exec::Executor;
 use gemma_core::format::gguf::{Gguf, GgufError};
 use gemma_core::format::sbs::{SbsError, SbsFile};
-use gemma_core::generate::{SessionError, SessionSizes};
+use gemma_core::generate::{Session, SessionError, SessionSizes};
 use gemma_core::kernels::Precision;
 use gemma_core::load::{self, ModelError};
 use gemma_core::model::{Model, ModelConfig};
@@ -245,14 +245,27 @@ impl SessionBuffers {
         self.floats.len() * 4 + self.candidates.len() * std::mem::size_of::<Candidate>()
     }
 
+    /// Runs `f` with a [`Session`] on a CPU backend for every layer of
+    /// `model`, on `exec` at `precision`, over these buffers (what the
+    /// cache holds stays in them for the next session).
+    pub fn with_session<R>(
+        &mut self,
+        model: &Model,
+        exec: &dyn Executor,
+        precision: Precision,
+        f: impl FnOnce(&mut Session) -> R,
+    ) -> Result<R, SessionError> {
+        let parts = self.cpu(model, exec, precision)?;
+        let mut backend = parts.backend;
+        let mut session =
+            Session::new(&model.config, &mut backend, parts.logits, parts.candidates)?;
+        Ok(f(&mut session))
+    }
+
     /// A CPU backend for every layer of `model`, running on `exec` at
-    /// `precision`, with the rest of a session's memory:
-    ///
-    /// ```ignore
-    /// let p = bufs.cpu(&model, &exec, Precision::Exact)?;
-    /// let mut backend = p.backend;
-    /// let mut session = Session::new(&model.config, &mut backend, p.logits, p.candidates)?;
-    /// ```
+    /// `precision`, with the rest of a session's memory (for a session the
+    /// caller assembles itself, e.g. with other backends; otherwise
+    /// [`Self::with_session`]).
     pub fn cpu<'a>(
         &'a mut self,
         model: &'a Model<'a>,
