@@ -216,6 +216,45 @@ fn tokenizer_special_parsing_and_skipping() {
     assert_eq!(tok.decode_to_string(&ids, true), "user\nhi<table>");
 }
 
+/// Of the vocabulary's user-defined pieces (whitespace runs, HTML tags,
+/// image markers), skipping drops exactly the protocol markers; the list
+/// was read from the GGUF's token types, not from the decoder.
+#[test]
+fn tokenizer_skipping_drops_protocol_markers_and_keeps_text_pieces() {
+    let spm = spm_bytes();
+    let tables = TokenizerTables::from_spm(&spm).unwrap();
+    let tok = tables.view(&spm).unwrap();
+    let markers = [
+        (5, "[multimodal]"),
+        (255999, "<start_of_image>"),
+        (256000, "<end_of_image>"),
+    ];
+    let mut hidden = Vec::new();
+    for id in 0..tok.vocab_size() as u32 {
+        if tok.kind(id) == Some(PieceKind::UserDefined)
+            && tok.decode_to_string(&[id], true).is_empty()
+        {
+            hidden.push(id);
+        }
+    }
+    assert_eq!(hidden, markers.map(|m| m.0));
+    for (id, text) in markers {
+        assert_eq!(tok.decode_to_string(&[id], false), text);
+    }
+    // " in the woods<start_of_image><start_of_image>A girl": what a base
+    // model printed before markers were skipped.
+    let mut ids = encode(&tok, " in the woods", false);
+    ids.extend([255999, 255999]);
+    ids.extend(encode(&tok, "A girl <b>named</b>\n\n", false));
+    assert_eq!(
+        tok.decode_to_string(&ids, true),
+        " in the woodsA girl <b>named</b>\n\n"
+    );
+    let mut dec = StreamDecoder::new(tok);
+    let streamed: String = ids.iter().map(|&id| dec.push(id)).collect();
+    assert_eq!(streamed, " in the woodsA girl <b>named</b>\n\n");
+}
+
 #[test]
 fn tokenizer_byte_fallback_and_invalid_utf8() {
     let spm = spm_bytes();

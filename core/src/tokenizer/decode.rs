@@ -177,15 +177,16 @@ impl<'a> StreamDecoder<'a> {
             out.char(REPLACEMENT);
             return;
         };
+        let text = tok.entry_bytes(e).unwrap_or(&[]);
         if self.skip_special
             && (e.kind.is_special()
                 || id == tok.meta.bos
                 || id == tok.meta.eos
-                || Some(id) == tok.meta.pad)
+                || Some(id) == tok.meta.pad
+                || (e.kind == PieceKind::UserDefined && is_protocol_marker(text)))
         {
             return;
         }
-        let text = tok.entry_bytes(e).unwrap_or(&[]);
         if e.kind == PieceKind::Byte {
             if let Some(b) = super::parse_byte_piece(text) {
                 self.utf8.feed(b, out);
@@ -203,6 +204,27 @@ impl<'a> StreamDecoder<'a> {
             }
         }
     }
+}
+
+/// Whether a user-defined piece is a marker of the model's input protocol
+/// rather than text: `<start_of_image>`, `<end_of_image>`,
+/// `<image_soft_token>`, `[multimodal]`, `[@BOS@]`. Gemma's vocabularies
+/// store these as user-defined (so they match whole in text), next to
+/// pieces that are text (`<table>`, `<b>`, runs of spaces or newlines):
+/// the shapes below tell them apart, and a base model that samples one
+/// mid-sentence should not print it.
+pub(super) fn is_protocol_marker(text: &[u8]) -> bool {
+    let tag = |open: u8, close: u8| {
+        text.len() > 2
+            && text[0] == open
+            && text[text.len() - 1] == close
+            && !text.iter().any(u8::is_ascii_whitespace)
+    };
+    (tag(b'<', b'>')
+        && (text.starts_with(b"<start_of_")
+            || text.starts_with(b"<end_of_")
+            || text.ends_with(b"_soft_token>")))
+        || tag(b'[', b']')
 }
 
 impl<'a> Tokenizer<'a> {

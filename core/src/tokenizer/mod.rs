@@ -152,7 +152,9 @@ impl PieceKind {
         })
     }
 
-    /// Control, unknown and unused pieces: rendered only without `skip_special`.
+    /// Control, unknown and unused pieces: rendered only without
+    /// `skip_special`, as are user-defined protocol markers such as
+    /// `<start_of_image>` (see `decode::is_protocol_marker`).
     pub fn is_special(self) -> bool {
         matches!(self, Self::Control | Self::Unknown | Self::Unused)
     }
