@@ -65,6 +65,36 @@ impl Api {
         self.key.as_ref().map(|k| format!("Bearer {k}"))
     }
 
+    /// A failed request as one line: a server that cannot be reached is
+    /// named with what to check; anything else is "URL: error".
+    fn request_error(&self, url: &str, e: ureq::Error) -> String {
+        use std::io::ErrorKind;
+        let unreachable = match &e {
+            ureq::Error::Io(io) => matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::NotConnected
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::TimedOut
+            ),
+            ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => true,
+            _ => false,
+        };
+        if unreachable {
+            format!(
+                "no server answers: is `gemma serve` running at {}? \
+                 (--url sets the address; {e})",
+                self.base
+            )
+        } else {
+            format!("{url}: {e}")
+        }
+    }
+
     /// The first model the server lists.
     fn first_model(&self) -> Result<String> {
         let url = format!("{}/v1/models", self.base);
@@ -72,7 +102,7 @@ impl Api {
         if let Some(a) = self.auth() {
             req = req.header("Authorization", a);
         }
-        let resp = req.call().map_err(|e| format!("{url}: {e}"))?;
+        let resp = req.call().map_err(|e| self.request_error(&url, e))?;
         let body = read_json(resp, &url)?;
         body["data"][0]["id"]
             .as_str()
@@ -93,7 +123,7 @@ impl Api {
         }
         let resp = req
             .send(body.to_string())
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| self.request_error(&url, e))?;
         if !resp.status().is_success() {
             return Err(error_message(resp, &url));
         }

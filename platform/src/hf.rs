@@ -38,7 +38,7 @@ pub struct HfCheckpoint {
 
 fn json(path: &Path) -> Result<Value, ConvertError> {
     let text =
-        std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        std::fs::read_to_string(path).map_err(|e| ConvertError::Read(path.to_path_buf(), e))?;
     serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))
 }
 
@@ -210,8 +210,14 @@ fn layer_types_period(c: &Value) -> Result<Option<usize>, ConvertError> {
 }
 
 impl HfCheckpoint {
+    /// Opens the checkpoint in `dir`; a directory without `config.json`
+    /// is [`ConvertError::NotCheckpoint`].
     pub fn open(dir: &Path) -> Result<Self, ConvertError> {
-        let config = model_config(&json(&dir.join("config.json"))?)?;
+        let config_path = dir.join("config.json");
+        if !config_path.is_file() {
+            return Err(ConvertError::NotCheckpoint(dir.to_path_buf()));
+        }
+        let config = model_config(&json(&config_path)?)?;
         let index_path = dir.join("model.safetensors.index.json");
         let files: Vec<String> = if index_path.is_file() {
             let idx = json(&index_path)?;
@@ -240,7 +246,7 @@ impl HfCheckpoint {
             }
             let path = dir.join(&f);
             let bytes: Mapped =
-                Box::new(map_file(&path).map_err(|e| err(format!("{}: {e}", path.display())))?);
+                Box::new(map_file(&path).map_err(|e| ConvertError::Read(path.clone(), e))?);
             let st =
                 Safetensors::parse(&bytes).map_err(|e| err(format!("{}: {e}", path.display())))?;
             for t in st.tensors() {

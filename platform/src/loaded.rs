@@ -21,19 +21,34 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
 pub enum LoadError {
+    /// The file could not be opened or mapped.
     Io(PathBuf, std::io::Error),
+    /// The path names a directory, not a model file.
+    Directory(PathBuf),
+    /// What is wrong inside the file at the path ([`LoadedModel::open`]
+    /// names its file in every error).
+    InFile(PathBuf, Box<LoadError>),
     Gguf(GgufError),
     Sbs(SbsError),
     Model(ModelError),
     Tokenizer(TokenizerError),
-    VocabMismatch { tokenizer: usize, model: usize },
+    VocabMismatch {
+        tokenizer: usize,
+        model: usize,
+    },
     MissingTokenizer,
 }
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LoadError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            LoadError::Io(p, e) => write!(f, "cannot open model {}: {e}", p.display()),
+            LoadError::Directory(p) => write!(
+                f,
+                "{} is a directory, not a model file (give a .gguf or .sbs file)",
+                p.display()
+            ),
+            LoadError::InFile(p, e) => write!(f, "{}: {e}", p.display()),
             LoadError::Gguf(e) => e.fmt(f),
             LoadError::Sbs(e) => e.fmt(f),
             LoadError::MissingTokenizer => f.write_str(".sbs file has no tokenizer blob"),
@@ -82,10 +97,18 @@ pub fn is_sbs(bytes: &[u8]) -> bool {
 }
 
 impl LoadedModel {
-    /// Maps a GGUF or `.sbs` file (told apart by magic) and validates its header, model and vocabulary.
+    /// Maps a GGUF or `.sbs` file (told apart by magic) and validates its
+    /// header, model and vocabulary. Every error names `path`.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let bytes = map_file(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        let bytes = map_file(path).map_err(|e| {
+            if path.is_dir() {
+                LoadError::Directory(path.to_path_buf())
+            } else {
+                LoadError::Io(path.to_path_buf(), e)
+            }
+        })?;
         Self::from_bytes(path.to_path_buf(), bytes)
+            .map_err(|e| LoadError::InFile(path.to_path_buf(), Box::new(e)))
     }
 
     /// A model held in memory (tests, embedded assets).
