@@ -12,7 +12,10 @@ import sys
 try:
     import openai
 except ImportError:
-    sys.exit("the openai package is missing: python3 -m pip install openai")
+    sys.exit(
+        "the openai package is missing: scripts/test.sh installs it "
+        "(or: python3 -m pip install openai)"
+    )
 
 MAX_TOKENS = 16
 

@@ -624,3 +624,45 @@ fn sigterm_ends_an_open_stream_and_exits_within_seconds() {
     assert!(rest.len() < 4000, "the stream ran on after SIGTERM");
     assert!(server.log_text().contains("shutting down"));
 }
+
+/// A chat request without `max_tokens` ends at the cap docs/SERVER.md
+/// documents (512) rather than running to the end of the context; a
+/// server started with `--max-tokens` uses that instead. The default
+/// model, a base model that seldom stops by itself, says what it is.
+#[test]
+fn a_request_without_max_tokens_ends_at_the_documented_default() {
+    const DOCUMENTED_DEFAULT: u64 = 512;
+    let _turn = one_at_a_time();
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SERVER.md")).unwrap();
+    assert!(
+        docs.contains(&format!(
+            "a request without `max_tokens` gets {DOCUMENTED_DEFAULT}"
+        )),
+        "docs/SERVER.md no longer documents the default of {DOCUMENTED_DEFAULT}"
+    );
+    let request = json!({
+        "messages": [{"role": "user", "content": "Count from 1 to 1000, one number per line."}],
+        "temperature": 0,
+    });
+    let ask = |server: &Server| {
+        let (status, _, body) = server.post("/v1/chat/completions", &request);
+        assert_eq!(status, 200, "{body}");
+        (
+            body["choices"][0]["finish_reason"].clone(),
+            body["usage"]["completion_tokens"].as_u64().unwrap(),
+        )
+    };
+
+    let server = Server::start(&[]);
+    let (_, models) = server.get("/v1/models");
+    if gemma_platform::fetch::is_default_model(&real_model_path()) {
+        let description = models["data"][0]["description"].as_str().unwrap();
+        assert!(description.contains("base (pretrained)"), "{models}");
+    }
+    assert_eq!(ask(&server), (json!("length"), DOCUMENTED_DEFAULT));
+    drop(server);
+
+    let server = Server::start(&["--max-tokens", "40"]);
+    assert_eq!(ask(&server), (json!("length"), 40));
+}

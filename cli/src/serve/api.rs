@@ -23,11 +23,16 @@ pub struct AppState {
     pub tokenizer: Tokenizer<'static>,
     /// The name `/v1/models` lists and responses carry.
     pub model_id: String,
+    /// What `/v1/models` says the model is (see [`describe_model`]).
+    pub model_description: String,
     /// Tokens per conversation: prompt plus completion must fit.
     pub context: usize,
     /// The operator's limits (`--max-prompt-tokens`, `--max-tokens`).
     pub max_prompt_tokens: usize,
     pub max_tokens: usize,
+    /// What a request without `max_tokens` gets: `--max-tokens`, else
+    /// [`DEFAULT_MAX_TOKENS`] (capped by the room left in the context).
+    pub default_max_tokens: usize,
     pub jobs: SyncSender<Job>,
 }
 
@@ -215,6 +220,12 @@ pub fn response_id(prefix: &str) -> String {
 /// after every token.
 const MAX_STOPS: usize = 16;
 
+/// Tokens a request without `max_tokens` may generate when the server was
+/// started without `--max-tokens`. A base model rarely stops by itself, so
+/// "the rest of the context" (thousands of tokens) would keep a client
+/// waiting minutes for text nobody asked for.
+pub const DEFAULT_MAX_TOKENS: usize = 512;
+
 /// A validated generation request, ready for the worker.
 pub struct Gen {
     pub prompt: Vec<u32>,
@@ -259,7 +270,8 @@ impl PromptText<'_> {
 
 impl Gen {
     /// Tokenizes the prompt and checks that it and `max_tokens` (default:
-    /// the rest of the context) fit the context.
+    /// the server's default cap, or the rest of the context if that is
+    /// less) fit the context.
     pub fn new(
         state: &AppState,
         text: PromptText,
@@ -299,7 +311,7 @@ impl Gen {
         let room = context - prompt.len();
         let limit = state.max_tokens;
         let max_tokens = match max_tokens {
-            None => room.min(limit),
+            None => room.min(state.default_max_tokens),
             Some(m) if m > limit as u64 => {
                 return Err(ApiError::invalid(
                     max_tokens_param,

@@ -57,8 +57,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub max_prompt_tokens: Option<usize>,
     /// Most tokens one request may generate; larger `max_tokens` are
-    /// refused with 400, and requests without one get at most this many
-    /// [default: the rest of the context]
+    /// refused with 400, and requests without one get this many
+    /// [default: no limit; requests without `max_tokens` get 512]
     #[arg(long)]
     pub max_tokens: Option<usize>,
 }
@@ -70,6 +70,32 @@ const DEFAULT_CONTEXT: usize = 8192;
 
 /// How long open connections may keep the server alive after a signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What `/v1/models` says the model is. The default model is the
+/// pretrained 270M, and clients should know that chat with it goes badly;
+/// another file is described by its GGUF name and fine-tune tag (an `-it`
+/// build says `it`), or by its file name.
+fn describe_model(loaded: &LoadedModel) -> String {
+    if gemma_platform::fetch::is_default_model(loaded.path()) {
+        return format!(
+            "{}; for chat, start the server with --model pointing at an \
+             instruction-tuned GGUF or .sbs file",
+            gemma_platform::fetch::DEFAULT_MODEL_DESCRIPTION
+        );
+    }
+    let file = loaded.path().display().to_string();
+    let Some(gguf) = loaded.gguf() else {
+        return file;
+    };
+    match (
+        gguf.get_str("general.name"),
+        gguf.get_str("general.finetune"),
+    ) {
+        (Some(name), Some(tune)) => format!("{name} ({tune}), from {file}"),
+        (Some(name), None) => format!("{name}, from {file}"),
+        _ => file,
+    }
+}
 
 fn load(args: &ModelArgs) -> Result<LoadedModel> {
     args.load()
@@ -112,9 +138,11 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     let state = Arc::new(AppState {
         tokenizer: loaded.tokenizer(),
         model_id: model_id.clone(),
+        model_description: describe_model(loaded),
         context,
         max_prompt_tokens: a.max_prompt_tokens.unwrap_or(usize::MAX),
         max_tokens: a.max_tokens.unwrap_or(usize::MAX),
+        default_max_tokens: a.max_tokens.unwrap_or(api::DEFAULT_MAX_TOKENS),
         jobs,
     });
     let app = router(state, a.max_body_bytes);

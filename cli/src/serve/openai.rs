@@ -24,6 +24,7 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Response {
             "object": "model",
             "created": 0,
             "owned_by": "gemma-rs",
+            "description": state.model_description,
         }],
     });
     json_response(StatusCode::OK, &body, None)
