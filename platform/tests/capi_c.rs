@@ -95,6 +95,15 @@ fn c_program_generates_with_two_conversations_free_of_memory_errors() {
     assert!(out.status.success(), "capi_demo failed: {}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("capi_demo: ok"), "{}", show(&out));
+    // `gemma_default_model` names the file the CLI's default is (fetched
+    // above when GEMMA_MODEL is unset, and here otherwise).
+    let default_model = gemma_platform::fetch::ensure_default_model(&mut std::io::stderr())
+        .expect("the default model is fetched");
+    assert!(
+        stdout.contains(&format!("default model: {}\n", default_model.display())),
+        "{}",
+        show(&out)
+    );
 
     let checker = std::env::var("GEMMA_CAPI_CHECKER")
         .unwrap_or_else(|_| if has_valgrind() { "valgrind" } else { "asan" }.to_string());

@@ -75,6 +75,13 @@ int main(int argc, char** argv) {
     CHECK(gemma_create(model, &bad) == NULL, "negative max_context accepted");
     CHECK(gemma_last_error()[0] != '\0', "empty message");
 
+    /* The default model: fetched once and cached, the same string each call. */
+    const char* default_model = gemma_default_model();
+    CHECK(default_model != NULL, "gemma_default_model failed");
+    CHECK(gemma_default_model() == default_model,
+          "a second call returns another string");
+    printf("default model: %s\n", default_model);
+
     /* Small context and short generations: valgrind runs this ~50x slower. */
     GemmaOptions opts = {0};
     opts.max_context = 128;
