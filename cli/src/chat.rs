@@ -9,6 +9,11 @@
 //!
 //! Replies go to stdout; the prompt marker, command feedback, statistics and
 //! errors go to stderr, so piping stdout collects exactly the replies.
+//!
+//! At a terminal, Ctrl-C while a reply is generated stops that reply: what
+//! was generated stays in the history, closed as the model's turn, and the
+//! prompt comes back. Ctrl-C at the prompt (or a second one before a reply
+//! has noticed the first, as during a long prefill) leaves with status 130.
 
 use crate::{ComputeArgs, ModelArgs, SamplingArgs};
 use clap::Args;
@@ -21,6 +26,7 @@ use gemma_platform::{
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Instant;
 
 type Result<T> = std::result::Result<T, String>;
@@ -31,8 +37,8 @@ pub struct ChatArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub compute: ComputeArgs,
-    /// Most tokens per reply
-    #[arg(short = 'n', long = "max-tokens", default_value_t = 1024)]
+    /// Most tokens per reply (Ctrl-C stops a reply sooner)
+    #[arg(short = 'n', long = "max-tokens", default_value_t = 256)]
     pub max_tokens: usize,
     /// Sampling; /reset and /load restart the random sequence from --seed
     #[command(flatten)]
@@ -49,6 +55,9 @@ pub struct ChatArgs {
     /// After each reply, print prefill and decode statistics to stderr
     #[arg(long)]
     pub stats: bool,
+    /// Also print control tokens and markers such as `<start_of_image>` in replies (hidden by default)
+    #[arg(long)]
+    pub special: bool,
 }
 
 const HELP: &str = "\
@@ -58,7 +67,8 @@ commands:
   /load FILE   continue a conversation saved with /save
   /help        this text
   /quit        leave (so does end of input)
-a line starting with // sends the rest after one /";
+a line starting with // sends the rest after one /
+Ctrl-C stops a reply (it stays in the conversation); at the prompt it leaves";
 
 /// Enough for a long conversation with a small model; the KV cache is
 /// allocated for all of it up front.
@@ -70,6 +80,62 @@ const VERSION: u64 = 1;
 
 fn load(args: &ModelArgs) -> Result<LoadedModel> {
     args.load()
+}
+
+/// Whether `args` falls back to the default model: no `--model` and no
+/// `$GEMMA_MODEL` (as [`ModelArgs::path`] resolves it).
+fn uses_default_model(args: &ModelArgs) -> bool {
+    args.model.is_none() && std::env::var_os("GEMMA_MODEL").is_none()
+}
+
+/// Printed to stderr when chat runs on the default model.
+fn default_model_banner() -> String {
+    format!(
+        "gemma chat: the default model is {}.\n  \
+         --model PATH or GEMMA_MODEL=PATH points chat at an instruction-tuned GGUF or .sbs file.",
+        gemma_platform::fetch::DEFAULT_MODEL_DESCRIPTION
+    )
+}
+
+/// What the main thread is doing, for the Ctrl-C handler.
+const BUSY: u8 = 0;
+/// Blocked reading a line at the prompt: Ctrl-C leaves.
+const READING: u8 = 1;
+/// Generating a reply: Ctrl-C stops it.
+const GENERATING: u8 = 2;
+
+static MODE: AtomicU8 = AtomicU8::new(BUSY);
+/// Set by Ctrl-C; the token callback stops the reply when it sees it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Leaves with the status of an interrupted program, once: whichever of the
+/// main thread and the handler's thread comes second waits for the exit.
+fn exit_interrupted() -> ! {
+    if EXITING.swap(true, Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+    // The terminal echoed ^C (or nothing) after the prompt: end that line.
+    eprintln!();
+    std::process::exit(130)
+}
+
+/// Ctrl-C. The handler runs on its own thread (the signal only wakes it),
+/// and `read` restarts after the signal, so a read at the prompt is left
+/// by exiting from here.
+fn on_ctrl_c() {
+    let pending = INTERRUPTED.swap(true, Ordering::SeqCst);
+    match MODE.load(Ordering::SeqCst) {
+        READING => exit_interrupted(),
+        // A second Ctrl-C before the reply noticed the first (a long
+        // prefill feeds no tokens): stop waiting.
+        GENERATING if pending => exit_interrupted(),
+        // Generating: the token callback stops the reply. Busy: the next
+        // read sees the flag and leaves.
+        _ => {}
+    }
 }
 
 /// One line of input.
@@ -235,6 +301,7 @@ struct Chat<'m> {
     max_prompt_tokens: usize,
     system: Option<String>,
     stats: bool,
+    special: bool,
     now: Transcript,
 }
 
@@ -302,6 +369,8 @@ impl Chat<'_> {
         let mut first_at = None;
         let mut last_at = None;
         let started = Instant::now();
+        // A Ctrl-C since the line was read stops this reply at its first token.
+        MODE.store(GENERATING, Ordering::SeqCst);
         let result = self.generator.turn(
             &mut self.conv,
             &self.now.tokens,
@@ -324,9 +393,12 @@ impl Chat<'_> {
                         .and_then(|()| stdout.flush())
                         .err();
                 }
-                write_failed.is_none()
+                write_failed.is_none() && !INTERRUPTED.load(Ordering::SeqCst)
             },
         );
+        MODE.store(BUSY, Ordering::SeqCst);
+        // A Ctrl-C that stopped this reply (or came as it ended) is spent.
+        INTERRUPTED.store(false, Ordering::SeqCst);
         let mut stdout = std::io::stdout().lock();
         if let Some(e) = write_failed.or_else(|| writeln!(stdout).err()) {
             return Err(format!("writing to stdout: {e}"));
@@ -367,7 +439,7 @@ impl Chat<'_> {
         }
         self.now.turns.push(Turn {
             user: text.to_string(),
-            model: self.tok.decode_to_string(&reply, true),
+            model: self.tok.decode_to_string(&reply, !self.special),
         });
         Ok(())
     }
@@ -414,9 +486,22 @@ pub fn chat(a: ChatArgs) -> Result<()> {
 
     let mut loaded = load(&a.model)?;
     loaded.set_precision(a.compute.precision());
+    if uses_default_model(&a.model) {
+        eprintln!("{}", default_model_banner());
+    }
     let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
-    let generator = Generator::new(&loaded, &exec);
+    // A prefill that runs a second (a long pasted message, a /load) shows a
+    // bar on stderr when that is a terminal, cleared before the reply.
+    let prefill_bar = crate::progress::Progress::new("prefill", "tokens");
+    let report = |done: usize, total: usize| prefill_bar.report(done, total);
+    let generator = Generator {
+        show_special: a.special,
+        prefill_progress: std::io::stderr()
+            .is_terminal()
+            .then_some(&report as gemma_core::generate::PrefillProgress),
+        ..Generator::new(&loaded, &exec)
+    };
     let tok = generator.tokenizer;
     let template = ChatTemplate::new(tok).ok_or(
         "this model's vocabulary has no <start_of_turn>/<end_of_turn>; chat needs Gemma's turn tokens",
@@ -448,13 +533,19 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         max_prompt_tokens: a.max_prompt_tokens.unwrap_or(usize::MAX),
         system: a.system,
         stats: a.stats,
+        special: a.special,
         now: Transcript::default(),
     };
 
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal();
     if interactive {
-        eprintln!("gemma chat: /help lists the commands, /quit or end of input leaves");
+        eprintln!(
+            "gemma chat: /help lists the commands, /quit or end of input leaves; \
+             Ctrl-C stops a reply"
+        );
+        // Without a terminal, Ctrl-C keeps its default: it ends the process.
+        ctrlc::set_handler(on_ctrl_c).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
     }
     let mut input = stdin.lock();
     let mut line = Vec::new();
@@ -463,10 +554,20 @@ pub fn chat(a: ChatArgs) -> Result<()> {
             eprint!("> ");
         }
         line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(|e| format!("reading stdin: {e}"))?;
+        MODE.store(READING, Ordering::SeqCst);
+        // A Ctrl-C since the last reply (during a command, say) counts as
+        // one at the prompt; one from now on reaches the handler in READING.
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            exit_interrupted();
+        }
+        let read = input.read_until(b'\n', &mut line);
+        MODE.store(BUSY, Ordering::SeqCst);
+        let n = read.map_err(|e| format!("reading stdin: {e}"))?;
         if n == 0 {
+            if interactive {
+                // End of input typed after the prompt: end its line.
+                eprintln!();
+            }
             return Ok(());
         }
         let text = String::from_utf8_lossy(&line);

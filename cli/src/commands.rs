@@ -2,6 +2,7 @@
 
 use crate::{ComputeArgs, InfoArgs, LogitsArgs, ModelArgs, RunArgs, TokenizeArgs};
 use gemma_core::format::gguf::Value;
+use gemma_core::generate::PrefillProgress;
 use gemma_core::generate::StopReason;
 use gemma_core::sampling::Sampler;
 use gemma_platform::{
@@ -9,7 +10,7 @@ use gemma_platform::{
     WorkerPool,
 };
 use serde_json::json;
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -63,7 +64,10 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
     }
     let exec = executor(&a.compute)?;
-    let generator = Generator::new(&loaded, &exec);
+    let generator = Generator {
+        show_special: a.special,
+        ..Generator::new(&loaded, &exec)
+    };
     let max_ctx = generator.model.config.context_length;
     let wanted = prompt.len().saturating_add(a.max_tokens);
     let context = a.context.unwrap_or(wanted.min(max_ctx)).max(1);
@@ -81,6 +85,16 @@ pub fn run(a: RunArgs) -> Result<()> {
     let batch = (a.compute.batch as usize).min(context);
     let mut conv = Conversation::new(&generator.model, context, batch)
         .ok_or("context too large to allocate")?;
+    // A prefill that runs a second shows a bar on stderr, when that is a
+    // terminal; it is cleared before the reply is printed.
+    let prefill_bar = crate::progress::Progress::new("prefill", "tokens");
+    let report = |done: usize, total: usize| prefill_bar.report(done, total);
+    let generator = Generator {
+        prefill_progress: std::io::stderr()
+            .is_terminal()
+            .then_some(&report as PrefillProgress),
+        ..generator
+    };
 
     let mut write_failed = None;
     let json_out = a.json;
@@ -117,7 +131,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         return Err(format!("writing to stdout: {e}"));
     }
     if a.json {
-        let text = tokenizer.decode_to_string(&out.ids, true);
+        let text = tokenizer.decode_to_string(&out.ids, !a.special);
         let obj = json!({ "prompt_ids": prompt, "ids": out.ids, "text": text, "seed": seed });
         writeln!(stdout, "{obj}").map_err(|e| e.to_string())?;
     } else {
@@ -362,12 +376,6 @@ pub fn info(a: InfoArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether `path` starts with a gemma.cpp blob store's magic (both layouts
-/// do).
-fn is_sbs_file(path: &std::path::Path) -> bool {
-    gemma_platform::loaded::map_file(path).is_ok_and(|b| gemma_platform::loaded::is_sbs(&b))
-}
-
 pub fn convert(a: crate::ConvertArgs) -> Result<()> {
     use gemma_core::codec::Codec;
     let codec = Codec::ALL
@@ -379,32 +387,42 @@ pub fn convert(a: crate::ConvertArgs) -> Result<()> {
                 a.weights
             )
         })?;
+    use gemma_platform::convert::{self as conv, Input};
+    // Cheap checks first, each naming the file it is about: the output's
+    // folder, the tokenizer, what --from is.
+    conv::check_output(&a.to).map_err(|e| e.to_string())?;
     let proto = match &a.tokenizer {
-        Some(p) => Some(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        Some(p) => Some(conv::read_tokenizer(p).map_err(|e| e.to_string())?),
         None => None,
     };
-    let list = if a.from.is_dir() {
-        gemma_platform::convert::hf_to_sbs(&a.from, &a.to, codec, proto.as_deref(), a.distortion)
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default()
-    } else if is_sbs_file(&a.from) {
-        let proto = proto.ok_or(
+    let input = conv::input_kind(&a.from).map_err(|e| e.to_string())?;
+    let required = match input {
+        Input::Checkpoint => None,
+        Input::Sbs => Some(
             "--tokenizer is required to migrate a pre-2025 .sbs file (it carries no tokenizer)",
-        )?;
-        gemma_platform::convert::legacy_sbs_to_sbs(&a.from, &a.to, codec, &proto, a.distortion)
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default()
-    } else {
-        let proto = proto.ok_or(
-            "--tokenizer is required for a GGUF model (GGUF carries no SentencePiece proto)",
-        )?;
-        if !a.distortion {
-            return gemma_platform::convert::gguf_to_sbs(&a.from, &a.to, codec, &proto)
-                .map_err(|e| e.to_string());
+        ),
+        Input::Gguf => {
+            Some("--tokenizer is required for a GGUF model (GGUF carries no SentencePiece proto)")
         }
-        gemma_platform::convert::gguf_to_sbs_measured(&a.from, &a.to, codec, &proto)
-            .map_err(|e| e.to_string())?
     };
+    if let (Some(required), None) = (required, &proto) {
+        return Err(required.into());
+    }
+    // Tensors written, on a bar once the conversion has run a second.
+    let bar = crate::progress::Progress::new("convert", "tensors");
+    let progress = |done: usize, total: usize| bar.report(done, total);
+    let list = conv::to_sbs(
+        input,
+        &a.from,
+        &a.to,
+        codec,
+        proto.as_deref(),
+        a.distortion,
+        &progress,
+    )
+    .map_err(|e| e.to_string())?
+    .unwrap_or_default();
+    bar.finish();
     if !a.distortion {
         return Ok(());
     }

@@ -8,6 +8,7 @@ mod commands;
 mod compare;
 mod inspect;
 mod perplexity;
+mod progress;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -40,7 +41,7 @@ enum Command {
     Logits(LogitsArgs),
     /// Print a model's metadata and tensor table.
     Info(InfoArgs),
-    /// Convert a GGUF model into a gemma.cpp `.sbs` file.
+    /// Convert a GGUF file, a Hugging Face checkpoint directory or a pre-2025 .sbs file into a gemma.cpp `.sbs` file.
     Convert(ConvertArgs),
     /// Serve the model over HTTP: OpenAI-compatible and Google API routes.
     Serve(serve::ServeArgs),
@@ -65,7 +66,8 @@ impl ModelArgs {
     /// `--model`, else `$GEMMA_MODEL`, else the default model (fetched once).
     pub fn load(&self) -> Result<gemma_platform::LoadedModel, String> {
         let path = self.path()?;
-        gemma_platform::LoadedModel::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+        // Every error of `open` names the file.
+        gemma_platform::LoadedModel::open(&path).map_err(|e| e.to_string())
     }
 
     /// The model's path: `--model`, else `$GEMMA_MODEL`, else the default
@@ -162,9 +164,12 @@ pub struct RunArgs {
     /// Wrap the prompt in Gemma's chat turn template
     #[arg(long)]
     pub chat: bool,
-    /// Print one JSON object {"prompt_ids", "ids", "text"} instead of streaming
+    /// Print one JSON object {"prompt_ids", "ids", "text", "seed"} instead of streaming
     #[arg(long)]
     pub json: bool,
+    /// Also print control tokens and markers such as `<start_of_image>` (hidden by default; --json's ids hold them either way)
+    #[arg(long)]
+    pub special: bool,
     /// Context length to allocate [default: prompt + max-tokens]
     #[arg(long)]
     pub context: Option<usize>,

@@ -88,6 +88,10 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
     let mut begin = 0usize;
     let mut windows = 0usize;
     let precision = loaded.precision();
+    // Tokens scored, with the perplexity so far, on a bar once scoring has
+    // run a second (on a terminal's stderr only); cleared before the result.
+    let bar = crate::progress::Progress::new("perplexity", "tokens");
+    bar.report(0, n - 1);
     bufs.with_session(&model, &exec, precision, |session| {
         exec.install(|| -> Result<(), String> {
             while next < n {
@@ -117,6 +121,12 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
                         p += rows;
                     }
                     at += chunk.len();
+                    // Tokens scored so far, in all windows.
+                    let done = scored + hi.saturating_sub(first);
+                    if done > 0 {
+                        bar.set_message(format!(", perplexity {:.3}", (total / done as f64).exp()));
+                        bar.report(done, n - 1);
+                    }
                 }
                 scored += last - first;
                 next = end;
@@ -130,6 +140,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
         })
     })
     .map_err(|e| e.to_string())??;
+    bar.finish();
     let mean = total / scored as f64;
     if a.json {
         println!(

@@ -76,6 +76,8 @@ fn chat_with(extra: &[&str], lines: &[&str]) -> Session {
         stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
     };
     assert!(out.status.success(), "chat {lines:?} failed: {}", s.stderr);
+    // A model chosen by $GEMMA_MODEL is not announced as the default one.
+    assert!(!s.stderr.contains("base (pretrained)"), "{}", s.stderr);
     s
 }
 
@@ -306,4 +308,45 @@ fn a_message_over_max_prompt_tokens_is_refused_and_the_session_goes_on() {
         s.stderr
     );
     assert!(first_reply().starts_with(s.stdout.strip_suffix('\n').unwrap()));
+}
+
+#[test]
+fn replies_are_capped_at_256_tokens_by_default() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gemma"))
+        .args(["chat", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    // The flag's entry: from its name to the next flag's.
+    let (_, rest) = help
+        .split_once("--max-tokens")
+        .expect("--max-tokens in the help");
+    let entry = rest.split("\n  -").next().unwrap();
+    assert!(entry.contains("[default: 256]"), "{entry}");
+    assert!(help.contains("--special"), "{help}");
+}
+
+#[test]
+fn special_shows_control_tokens_only_when_asked() {
+    // A history in which the model answered `Go` with `a<start_of_image>b…`
+    // a few times: greedy decoding answers the same, control token included.
+    let example = "<start_of_turn>user\nGo<end_of_turn>\n\
+                   <start_of_turn>model\na<start_of_image>b<start_of_image>c<end_of_turn>\n";
+    let mut tokens = vec![model().tokenizer().bos_id()];
+    for _ in 0..4 {
+        tokens.extend(encode(example));
+    }
+    let file = temp_path("special.json");
+    let saved = serde_json::json!({
+        "format": "gemma-chat", "version": 1, "system": null, "turns": [], "tokens": tokens,
+    });
+    std::fs::write(&file, saved.to_string()).unwrap();
+    let load = format!("/load {}", file.to_str().unwrap());
+    let marker = "<start_of_image>";
+    let shown = chat_with(&["--special"], &[&load, "Go"]);
+    let hidden = chat(&[&load, "Go"]);
+    let _ = std::fs::remove_file(file);
+    assert!(shown.stdout.contains(marker), "{:?}", shown.stdout);
+    assert_eq!(hidden.stdout, shown.stdout.replace(marker, ""));
 }

@@ -101,11 +101,28 @@ pub enum StopReason {
     ContextFull,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// Told how a prefill goes, for a progress display: called with (tokens
+/// fed, tokens to feed) before the first pass and after each pass (the last
+/// report is (n, n)). `Sync`, as a prefill may run on a worker thread.
+pub type PrefillProgress<'s> = &'s (dyn Fn(usize, usize) + Sync);
+
+#[derive(Clone, Copy)]
 pub struct GenerateOptions<'s> {
     pub max_new_tokens: usize,
     /// Sampling one of these ends generation (EOS, `<end_of_turn>`, …).
     pub stop_tokens: &'s [u32],
+    /// Told how the prompt's prefill goes; `None` for no reports.
+    pub prefill_progress: Option<PrefillProgress<'s>>,
+}
+
+impl fmt::Debug for GenerateOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerateOptions")
+            .field("max_new_tokens", &self.max_new_tokens)
+            .field("stop_tokens", &self.stop_tokens)
+            .field("prefill_progress", &self.prefill_progress.is_some())
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,6 +313,16 @@ impl<'m, 'b> Session<'m, 'b> {
     /// The prompt's spans count from its first input, wherever the session
     /// stands.
     pub fn prefill(&mut self, prompt: Prompt) -> Result<&[f32], SessionError> {
+        self.prefill_reporting(prompt, None)
+    }
+
+    /// [`Self::prefill`], telling `progress` how it goes: (0, n) before the
+    /// first pass and (tokens fed, n) after each.
+    pub fn prefill_reporting(
+        &mut self,
+        prompt: Prompt,
+        progress: Option<PrefillProgress>,
+    ) -> Result<&[f32], SessionError> {
         let inputs = prompt.inputs;
         if inputs.is_empty() {
             return Err(SessionError::EmptyPrompt);
@@ -324,11 +351,18 @@ impl<'m, 'b> Session<'m, 'b> {
                 .map_err(|_| SessionError::from(ForwardError::BadSpans))?;
         }
         let base = self.pos;
+        let report = |done| {
+            if let Some(p) = progress {
+                p(done, inputs.len());
+            }
+        };
+        report(0);
         let mut done = 0;
         while done < inputs.len() {
             let cut = chunk_end(done, inputs.len(), self.max_batch, prompt.spans);
             self.forward_chunk(inputs.slice(done..cut), &spans)?;
             done = cut;
+            report(done);
         }
         debug_assert_eq!(self.pos, base + inputs.len());
         let last = self.last_pass - 1;
@@ -351,7 +385,7 @@ impl<'m, 'b> Session<'m, 'b> {
         opts: &GenerateOptions,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Outcome, SessionError> {
-        self.prefill(prompt)?;
+        self.prefill_reporting(prompt, opts.prefill_progress)?;
         let mut generated = 0;
         loop {
             if generated == opts.max_new_tokens {

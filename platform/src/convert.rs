@@ -18,6 +18,7 @@ use crate::compare::Distortion;
 use crate::sbs_writer::{toc_bytes, BlobWriter};
 pub use crate::source::ConvertError;
 use crate::source::{err, GgufSource, Source};
+use crate::LoadedModel;
 use gemma_core::codec::{self, Codec, NUQ_ENCODE_SCRATCH_LEN};
 use gemma_core::format::sbs::{
     ConfigStorage, KnownModel, PromptWrapping, TensorType, TocEntry, KNOWN_MODELS,
@@ -93,13 +94,23 @@ fn known_model(cfg: &ModelConfig) -> Result<&'static KnownModel, ConvertError> {
         })
 }
 
-struct Out {
+struct Out<'p> {
     w: BlobWriter<BufWriter<File>>,
     records: Vec<(String, Codec, u32, u32, f32)>,
     scratch: Vec<f32>,
     /// Each tensor's compression error, when asked for.
     distortions: Option<Vec<TensorDistortion>>,
+    /// Told (tensors written, `total`) after each tensor.
+    progress: Progress<'p>,
+    total: usize,
 }
+
+/// What a conversion tells as it goes: `(tensors written, tensors in all)`,
+/// `(0, n)` before the first tensor and then after each (see [`to_sbs`]).
+pub type Progress<'p> = &'p dyn Fn(usize, usize);
+
+/// A conversion's [`Progress`] that nobody watches.
+fn unwatched(_: usize, _: usize) {}
 
 /// How much one tensor lost to its codec: decoded values against the
 /// values that were encoded (what `gemma convert --distortion` prints).
@@ -110,7 +121,7 @@ pub struct TensorDistortion {
     pub distortion: Distortion,
 }
 
-impl Out {
+impl Out<'_> {
     /// Encodes `values` (`rows x cols`, row-major) as tensor `name`.
     fn tensor(
         &mut self,
@@ -154,7 +165,96 @@ impl Out {
             .map_err(|e| err(format!("{name}: {e}")))?;
         self.records
             .push((name, codec, rows as u32, cols as u32, scale));
+        (self.progress)(self.records.len(), self.total);
         Ok(())
+    }
+}
+
+/// What a conversion reads, told by [`input_kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A GGUF file ([`gguf_to_sbs`]).
+    Gguf,
+    /// A Hugging Face checkpoint directory ([`hf_to_sbs`]).
+    Checkpoint,
+    /// A gemma.cpp blob store ([`legacy_sbs_to_sbs`]).
+    Sbs,
+}
+
+/// Which kind of source `path` is: a directory with `config.json`, or a
+/// file told by its magic. A missing path, a directory without
+/// `config.json` and a file of any other kind are errors that name `path`
+/// and say what a conversion reads.
+pub fn input_kind(path: &Path) -> Result<Input, ConvertError> {
+    use std::io::Read;
+    if path.is_dir() {
+        return if path.join("config.json").is_file() {
+            Ok(Input::Checkpoint)
+        } else {
+            Err(ConvertError::NotCheckpoint(path.to_path_buf()))
+        };
+    }
+    let mut magic = Vec::with_capacity(4);
+    File::open(path)
+        .and_then(|f| f.take(4).read_to_end(&mut magic))
+        .map_err(|e| ConvertError::Read(path.to_path_buf(), e))?;
+    if crate::loaded::is_gguf(&magic) {
+        Ok(Input::Gguf)
+    } else if crate::loaded::is_sbs(&magic) {
+        Ok(Input::Sbs)
+    } else {
+        Err(ConvertError::NotModel(path.to_path_buf()))
+    }
+}
+
+/// Reads the SentencePiece model proto at `path` and checks that it is
+/// one (it parses and holds pieces); the error names `path`.
+pub fn read_tokenizer(path: &Path) -> Result<Vec<u8>, ConvertError> {
+    let bytes = std::fs::read(path).map_err(|e| ConvertError::Read(path.to_path_buf(), e))?;
+    let not = |reason: String| ConvertError::NotTokenizer {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match Tokenizer::spm_vocab_size(&bytes) {
+        Ok(0) => Err(not("it holds no pieces".into())),
+        Ok(_) => Ok(bytes),
+        Err(e) => Err(not(e.to_string())),
+    }
+}
+
+/// Whether `to` can be written: not a directory, in a folder that exists.
+/// The conversions check this before reading anything, so a mistyped
+/// `to` fails at once.
+pub fn check_output(to: &Path) -> Result<(), ConvertError> {
+    if to.is_dir() {
+        return Err(ConvertError::OutputIsDirectory(to.to_path_buf()));
+    }
+    match missing_folder(to) {
+        Some(folder) => Err(ConvertError::NoFolder {
+            file: to.to_path_buf(),
+            folder,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `to`'s folder, if it does not exist (a bare file name's folder is the
+/// current one).
+fn missing_folder(to: &Path) -> Option<PathBuf> {
+    to.parent()
+        .filter(|f| !f.as_os_str().is_empty() && !f.exists())
+        .map(Path::to_path_buf)
+}
+
+/// An error about writing `to` (never about its temporary file, which the
+/// user did not name).
+fn write_error(to: &Path, e: std::io::Error) -> ConvertError {
+    match missing_folder(to) {
+        Some(folder) => ConvertError::NoFolder {
+            file: to.to_path_buf(),
+            folder,
+        },
+        None => ConvertError::Write(to.to_path_buf(), e),
     }
 }
 
@@ -168,7 +268,7 @@ pub fn gguf_to_sbs(
     weights: Codec,
     tokenizer: &[u8],
 ) -> Result<(), ConvertError> {
-    convert(from, to, weights, tokenizer, false).map(|_| ())
+    convert(from, to, weights, tokenizer, false, &unwatched).map(|_| ())
 }
 
 /// [`gguf_to_sbs`], also returning every tensor's compression error.
@@ -178,7 +278,7 @@ pub fn gguf_to_sbs_measured(
     weights: Codec,
     tokenizer: &[u8],
 ) -> Result<Vec<TensorDistortion>, ConvertError> {
-    convert(from, to, weights, tokenizer, true).map(|d| d.unwrap_or_default())
+    convert(from, to, weights, tokenizer, true, &unwatched).map(|d| d.unwrap_or_default())
 }
 
 fn convert(
@@ -187,13 +287,23 @@ fn convert(
     weights: Codec,
     tokenizer: &[u8],
     measure: bool,
+    progress: Progress,
 ) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
-    let loaded = crate::LoadedModel::open(from).map_err(|e| err(e.to_string()))?;
+    check_output(to)?;
+    let loaded = LoadedModel::open(from).map_err(ConvertError::Load)?;
     let g = loaded
         .gguf()
         .ok_or_else(|| err(format!("{} is not a GGUF file", from.display())))?;
     let cfg = loaded.model().config;
-    write_sbs(&GgufSource(g), &cfg, to, weights, tokenizer, measure)
+    write_sbs(
+        &GgufSource(g),
+        &cfg,
+        to,
+        weights,
+        tokenizer,
+        measure,
+        progress,
+    )
 }
 
 /// Migrates a pre-2025 gemma.cpp weights file (no `config`, `toc` or
@@ -209,12 +319,24 @@ pub fn legacy_sbs_to_sbs(
     tokenizer: &[u8],
     measure: bool,
 ) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
+    legacy(from, to, weights, tokenizer, measure, &unwatched)
+}
+
+fn legacy(
+    from: &Path,
+    to: &Path,
+    weights: Codec,
+    tokenizer: &[u8],
+    measure: bool,
+    progress: Progress,
+) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
+    check_output(to)?;
     let bytes =
-        crate::bytes::map_file(from).map_err(|e| err(format!("{}: {e}", from.display())))?;
+        crate::bytes::map_file(from).map_err(|e| ConvertError::Read(from.to_path_buf(), e))?;
     let legacy = crate::legacy_sbs::LegacySbs::parse(&bytes)
         .map_err(|e| err(format!("{}: {e}", from.display())))?;
     let cfg = legacy.config()?;
-    write_sbs(&legacy, &cfg, to, weights, tokenizer, measure)
+    write_sbs(&legacy, &cfg, to, weights, tokenizer, measure, progress)
 }
 
 /// Converts the checkpoint in `dir` into an `.sbs` file; the tokenizer is
@@ -226,22 +348,77 @@ pub fn hf_to_sbs(
     tokenizer: Option<&[u8]>,
     measure: bool,
 ) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
+    hf(dir, to, weights, tokenizer, measure, &unwatched)
+}
+
+fn hf(
+    dir: &Path,
+    to: &Path,
+    weights: Codec,
+    tokenizer: Option<&[u8]>,
+    measure: bool,
+    progress: Progress,
+) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
+    check_output(to)?;
     let ckpt = crate::hf::HfCheckpoint::open(dir)?;
     let owned;
     let proto = match tokenizer {
         Some(t) => t,
         None => {
             let p = dir.join("tokenizer.model");
-            owned = std::fs::read(&p).map_err(|e| {
-                err(format!(
-                    "{}: {e} (pass --tokenizer for a checkpoint without one)",
-                    p.display()
-                ))
-            })?;
+            if !p.is_file() {
+                return Err(err(format!(
+                    "{} has no tokenizer.model (pass --tokenizer for a checkpoint without one)",
+                    dir.display()
+                )));
+            }
+            owned = read_tokenizer(&p)?;
             &owned[..]
         }
     };
-    write_sbs(&ckpt, &ckpt.config, to, weights, proto, measure)
+    write_sbs(&ckpt, &ckpt.config, to, weights, proto, measure, progress)
+}
+
+/// Converts `from`, a source of kind `input` (see [`input_kind`]), into
+/// an `.sbs` file at `to`, as [`hf_to_sbs`], [`legacy_sbs_to_sbs`] and
+/// [`gguf_to_sbs_measured`] do, telling `progress` how many tensors are
+/// written. `tokenizer` may be `None` only for a checkpoint with its own
+/// `tokenizer.model`; each tensor's compression error comes back when
+/// `measure`.
+pub fn to_sbs(
+    input: Input,
+    from: &Path,
+    to: &Path,
+    weights: Codec,
+    tokenizer: Option<&[u8]>,
+    measure: bool,
+    progress: Progress,
+) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
+    let needed = || {
+        err(format!(
+            "{} needs a tokenizer: it carries no SentencePiece proto",
+            from.display()
+        ))
+    };
+    match input {
+        Input::Checkpoint => hf(from, to, weights, tokenizer, measure, progress),
+        Input::Sbs => legacy(
+            from,
+            to,
+            weights,
+            tokenizer.ok_or_else(needed)?,
+            measure,
+            progress,
+        ),
+        Input::Gguf => convert(
+            from,
+            to,
+            weights,
+            tokenizer.ok_or_else(needed)?,
+            measure,
+            progress,
+        ),
+    }
 }
 
 /// Writes `source`'s tensors, laid out and encoded for gemma.cpp, with
@@ -254,6 +431,7 @@ pub(crate) fn write_sbs(
     weights: Codec,
     tokenizer: &[u8],
     measure: bool,
+    progress: Progress,
 ) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
     let cfg = *cfg;
     let known = known_model(&cfg)?;
@@ -274,7 +452,7 @@ pub(crate) fn write_sbs(
         s.push(".tmp");
         s.into()
     };
-    let file = File::create(&tmp).map_err(|e| err(format!("{}: {e}", tmp.display())))?;
+    let file = File::create(&tmp).map_err(|e| write_error(to, e))?;
     let result = (|| {
         let w = BlobWriter::new(BufWriter::with_capacity(1 << 20, file))
             .map_err(|e| err(e.to_string()))?;
@@ -283,7 +461,10 @@ pub(crate) fn write_sbs(
             records: Vec::new(),
             scratch: vec![0f32; NUQ_ENCODE_SCRATCH_LEN],
             distortions: measure.then(Vec::new),
+            progress,
+            total: tensor_count(&cfg),
         };
+        progress(0, out.total);
         write_tensors(source, &cfg, weights, small, &mut out)?;
         check_known(known, &cfg)?;
         let mut storage = ConfigStorage::default();
@@ -318,15 +499,36 @@ pub(crate) fn write_sbs(
         file.sync_all().map_err(|e| err(e.to_string()))?;
         Ok(distortions)
     })();
-    match result {
-        Ok(d) => std::fs::rename(&tmp, to)
+    let result = result.and_then(|d| {
+        std::fs::rename(&tmp, to)
+            .map_err(|e| write_error(to, e))
             .map(|()| d)
-            .map_err(|e| err(format!("{}: {e}", to.display()))),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
+    result
+}
+
+/// A layer's norms in gemma.cpp's order; a model has those its config
+/// requires.
+const LAYER_NORMS: [Role; 6] = [
+    Role::AttnNorm,
+    Role::FfnNorm,
+    Role::PostAttnNorm,
+    Role::PostFfwNorm,
+    Role::QNorm,
+    Role::KNorm,
+];
+
+/// How many tensors [`write_tensors`] writes for `cfg`: the embedding and
+/// the final norm, and in each layer four matrices and its norms.
+fn tensor_count(cfg: &ModelConfig) -> usize {
+    let norms = LAYER_NORMS
+        .iter()
+        .filter(|r| r.required(cfg.qk_norm, cfg.post_norms))
+        .count();
+    2 + cfg.n_layers * (4 + norms)
 }
 
 fn write_tensors(
@@ -383,20 +585,13 @@ fn write_tensors(
         out.tensor(name(id(Role::Gate)), weights, 2 * ff, d, gating)?;
         let down = src.matrix(id(Role::Down), d, ff)?;
         out.tensor(name(id(Role::Down)), weights, d, ff, down)?;
-        // Norms in gemma.cpp's order, where the model has them.
-        for role in [
-            Role::AttnNorm,
-            Role::FfnNorm,
-            Role::PostAttnNorm,
-            Role::PostFfwNorm,
-            Role::QNorm,
-            Role::KNorm,
-        ] {
+        for role in LAYER_NORMS {
             if role.required(cfg.qk_norm, cfg.post_norms) {
                 let (_, n) = id(role).shape(&cfg.dims());
                 out.tensor(name(id(role)), small, 1, n, src.norm(id(role), n)?)?;
             }
         }
     }
+    debug_assert_eq!(out.records.len(), out.total);
     Ok(())
 }

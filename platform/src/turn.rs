@@ -4,7 +4,7 @@
 //! pool, and the streaming decoder that turns tokens into whole characters.
 
 use crate::{Conversation, LoadedModel, TurnStats, WorkerPool};
-use gemma_core::generate::{GenerateOptions, SessionError};
+use gemma_core::generate::{GenerateOptions, PrefillProgress, SessionError};
 use gemma_core::kernels::Precision;
 use gemma_core::model::Model;
 use gemma_core::sampling::Sampler;
@@ -136,6 +136,13 @@ pub struct Generator<'a> {
     pub tokenizer: Tokenizer<'a>,
     pub precision: Precision,
     pub exec: &'a WorkerPool,
+    /// Print control tokens and protocol markers (`<end_of_turn>`,
+    /// `<start_of_image>`) in streamed text; off by default, as the ids
+    /// carry them either way.
+    pub show_special: bool,
+    /// Told how the prompt's prefill goes, pass by pass (for a progress
+    /// display); none by default.
+    pub prefill_progress: Option<PrefillProgress<'a>>,
 }
 
 impl<'a> Generator<'a> {
@@ -145,6 +152,8 @@ impl<'a> Generator<'a> {
             tokenizer: loaded.tokenizer(),
             precision: loaded.precision(),
             exec,
+            show_special: false,
+            prefill_progress: None,
         }
     }
 
@@ -166,10 +175,11 @@ impl<'a> Generator<'a> {
         let opts = GenerateOptions {
             max_new_tokens,
             stop_tokens: &stops,
+            prefill_progress: self.prefill_progress,
         };
         let room = conv.max_context().saturating_sub(history.len()) + 1;
         let (model, precision, exec) = (&self.model, self.precision, self.exec);
-        let mut decoder = StreamDecoder::new(self.tokenizer);
+        let mut decoder = StreamDecoder::with_skip_special(self.tokenizer, !self.show_special);
         self.exec.install(|| {
             let mut ids = Vec::with_capacity(max_new_tokens.min(room));
             // Pieces of one token are short: this never grows in the loop.
@@ -251,5 +261,65 @@ mod tests {
         let eot = tok.end_of_turn_id().unwrap();
         // The user turn's own end is the only one.
         assert_eq!(ids.iter().filter(|&&i| i == eot).count(), 1);
+    }
+
+    /// A turn that reports its prefill gives the same tokens and stats as
+    /// a turn without, fresh and continuing a cached conversation, and the
+    /// reports count the new tokens up pass by pass (`batch` at a time).
+    #[test]
+    fn prefill_progress_changes_nothing_but_reports() {
+        use crate::synthetic::{tiny_model, TinySpec};
+        use gemma_core::sampling::SamplingParams;
+        use std::sync::Mutex;
+        let loaded = LoadedModel::from_vec("tiny", tiny_model(&TinySpec::default())).unwrap();
+        let pool = WorkerPool::new(2).unwrap();
+        let first: Vec<u32> = (0..30).map(|i| 6 + (i * 7) % 40).collect();
+        let more: Vec<u32> = (0..10).map(|i| 8 + (i * 5) % 30).collect();
+        let turns = |g: &Generator, batch: usize| {
+            let mut conv = Conversation::new(&g.model, 64, batch).unwrap();
+            let mut sampler = Sampler::new(SamplingParams::with_temperature(1.0, 3)).unwrap();
+            let mut history = first.clone();
+            let mut out = Vec::new();
+            for next in [&more[..], &[]] {
+                let turn = g
+                    .turn(&mut conv, &history, &mut sampler, 6, &mut |_| true)
+                    .unwrap();
+                history.extend(&turn.ids);
+                history.extend(next);
+                out.push(turn);
+            }
+            out
+        };
+        for batch in [1, 4, 7, 29, 30, 64] {
+            let want = turns(&Generator::new(&loaded, &pool), batch);
+            let reports = Mutex::new(Vec::new());
+            let report = |done: usize, total: usize| reports.lock().unwrap().push((done, total));
+            let g = Generator {
+                prefill_progress: Some(&report),
+                ..Generator::new(&loaded, &pool)
+            };
+            let got = turns(&g, batch);
+            assert_eq!(got, want, "batch {batch}");
+            let reports = std::mem::take(&mut *reports.lock().unwrap());
+            // Each turn: (0, n), its pieces, (n, n).
+            let mut i = 0;
+            for turn in &want {
+                let n = turn.stats.prefilled;
+                assert_eq!(reports[i], (0, n), "batch {batch}: {reports:?}");
+                let mut done = 0;
+                loop {
+                    i += 1;
+                    let (d, t) = reports[i];
+                    assert_eq!(t, n);
+                    assert_eq!(d, (done + batch).min(n), "batch {batch}: {reports:?}");
+                    done = d;
+                    if d == n {
+                        break;
+                    }
+                }
+                i += 1;
+            }
+            assert_eq!(i, reports.len(), "batch {batch}: {reports:?}");
+        }
     }
 }

@@ -131,6 +131,7 @@ fn greedy_generation_matches_goldens_until_first_near_tie() {
         let opts = GenerateOptions {
             max_new_tokens: greedy.len(),
             stop_tokens: &[],
+            prefill_progress: None,
         };
         let mut out = vec![];
         session

@@ -78,6 +78,7 @@ fn allocations_while_decoding(exec: &dyn Executor, n: usize) -> usize {
     let opts = GenerateOptions {
         max_new_tokens: 2,
         stop_tokens: &[],
+        prefill_progress: None,
     };
     session
         .generate(Prompt::tokens(&prompt), &mut sampler, &opts, &mut |_| true)
@@ -87,6 +88,7 @@ fn allocations_while_decoding(exec: &dyn Executor, n: usize) -> usize {
     let opts = GenerateOptions {
         max_new_tokens: n,
         stop_tokens: &[],
+        prefill_progress: None,
     };
     let mut generated = 0usize;
     ALLOCS.store(0, Ordering::SeqCst);

@@ -80,6 +80,7 @@ fn nostd_static_library_tokenizes_and_generates_like_the_std_path() {
     let opts = GenerateOptions {
         max_new_tokens: 8,
         stop_tokens: &[],
+        prefill_progress: None,
     };
     let mut want = vec![];
     session

@@ -585,6 +585,7 @@ fn conversation_reuses_the_cache_and_matches_fresh_runs() {
     let opts = GenerateOptions {
         max_new_tokens: 4,
         stop_tokens: &[],
+        prefill_progress: None,
     };
     let fresh = |prompt: &[u32]| {
         let mut c = Conversation::new(&model, 48, 3).unwrap();
@@ -685,6 +686,7 @@ fn running_out_of_context_is_an_error_not_a_panic() {
     let opts = gemma_core::generate::GenerateOptions {
         max_new_tokens: 100,
         stop_tokens: &[],
+        prefill_progress: None,
     };
     let out = s
         .generate(
@@ -729,6 +731,7 @@ fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
         &GenerateOptions {
             max_new_tokens: 6,
             stop_tokens: &[],
+            prefill_progress: None,
         },
         usize::MAX,
     );
@@ -741,6 +744,7 @@ fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
         &GenerateOptions {
             max_new_tokens: 6,
             stop_tokens: &stop,
+            prefill_progress: None,
         },
         usize::MAX,
     );
@@ -751,6 +755,7 @@ fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
         &GenerateOptions {
             max_new_tokens: 6,
             stop_tokens: &[],
+            prefill_progress: None,
         },
         2,
     );

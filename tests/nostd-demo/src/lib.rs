@@ -70,6 +70,7 @@ fn demo(out: &mut [u32]) -> Result<usize, i32> {
     let opts = GenerateOptions {
         max_new_tokens: GENERATE,
         stop_tokens: &[],
+        prefill_progress: None,
     };
     let mut written = n;
     if out.len() < n + GENERATE {
