@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# README's test command, and what .ci/run runs: installs what the tests need
+# beyond the Rust toolchain, gcc and python3, then runs
+# `cargo test --workspace`, or `cargo test ARGS...` when given arguments
+# (e.g. `scripts/test.sh -p gemma-cli --test serve`).
+#
+# - g++ (the C API header must compile as C++) and valgrind (checks the C
+#   API for leaks): apt-get, as root or through sudo.
+# - the `openai` Python package (the server test talks to `gemma serve`
+#   with OpenAI's own client): pip, into ~/.cache/gemma-rs/python when
+#   python3 cannot import it already, so nothing is installed system-wide.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache="${GEMMA_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gemma-rs}"
+
+missing=()
+command -v g++ >/dev/null || missing+=(g++)
+command -v valgrind >/dev/null || missing+=(valgrind)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    sudo=()
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo=(sudo)
+  else
+    echo "scripts/test.sh: the tests need ${missing[*]}; install them (Debian/Ubuntu:" \
+      "sudo apt-get install ${missing[*]}) and run this again" >&2
+    exit 1
+  fi
+  echo "scripts/test.sh: installing ${missing[*]}" >&2
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import openai' 2>/dev/null; then
+  py="$cache/python"
+  export PYTHONPATH="$py${PYTHONPATH:+:$PYTHONPATH}"
+  if ! python3 -c 'import openai' 2>/dev/null; then
+    echo "scripts/test.sh: installing the openai Python package into $py" >&2
+    mkdir -p "$py"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$py" openai
+  fi
+fi
+
+if [ $# -gt 0 ]; then
+  exec cargo test "$@"
+fi
+exec cargo test --workspace
