@@ -20,18 +20,20 @@ readme_command() {
   ' "$2"
 }
 
+# The installed toolchains stay (a newcomer has them): rustup's home and the
+# default toolchain's bin folder, found before HOME changes.
+export RUSTUP_HOME="${RUSTUP_HOME:-$(rustup show home)}"
+toolchain_bin="$(dirname "$(rustup which cargo)")"
+
 work="$(mktemp -d "${TMPDIR:-/tmp}/gemma-newcomer.XXXXXX")"
 echo "newcomer: working in $work (removed at the end when everything passes)"
 export HOME="$work/home"
 export CARGO_HOME="$work/cargo"
 mkdir -p "$HOME" "$CARGO_HOME"
-# rustup finds the installed toolchains through RUSTUP_HOME; a real
-# newcomer's would be in their own home, so point at the existing ones.
-export RUSTUP_HOME="${RUSTUP_HOME:-$(rustup show home 2>/dev/null || echo /root/.rustup)}"
 # Nothing of this machine's caches or settings may leak in.
 unset CARGO_TARGET_DIR GEMMA_MODEL GEMMA_RS_CACHE XDG_CACHE_HOME PYTHONPATH
-unset RUSTFLAGS CARGO_BUILD_JOBS
-toolchain_bin="$(dirname "$(rustup which cargo)")"
+unset RUSTFLAGS CARGO_BUILD_JOBS PYENV_ROOT PYENV_VERSION
+# The system's own python3 and tools, no per-user installs.
 export PATH="$CARGO_HOME/bin:$toolchain_bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 git clone --quiet "$repo" "$work/gemma-rs"
