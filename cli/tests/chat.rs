@@ -7,8 +7,7 @@
 //! pass gives bit-identical logits whatever the prefill batch, so a history
 //! prefilled at once and one built turn by turn predict the same tokens.
 
-use gemma_platform::LoadedModel;
-use gemma_tests::real_model_path;
+use gemma_tests::{encode_template, real_model, real_model_path, user_turn};
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
@@ -96,20 +95,6 @@ fn first_reply() -> &'static str {
     })
 }
 
-fn model() -> &'static LoadedModel {
-    static M: OnceLock<LoadedModel> = OnceLock::new();
-    M.get_or_init(|| LoadedModel::open(&real_model_path()).unwrap())
-}
-
-/// Tokens of `text` with control tokens parsed, as the template is.
-fn encode(text: &str) -> Vec<u32> {
-    model().tokenizer().encode_to_vec(text, true).unwrap()
-}
-
-fn user_turn(text: &str) -> String {
-    format!("<start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n")
-}
-
 fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("gemma-chat-{}-{name}", std::process::id()))
 }
@@ -128,12 +113,12 @@ fn replies_match_run_and_later_turns_prefill_only_new_tokens() {
     let (prefilled, reused, generated) = stats[0];
     assert_eq!(
         (prefilled, reused),
-        (1 + encode(&user_turn(FIRST)).len(), 0)
+        (1 + encode_template(&user_turn(FIRST)).len(), 0)
     );
     // A reply cut at -n leaves its last token unfed; one that ended with
     // `<end_of_turn>` leaves that unfed, and the next turn starts with it.
     let cut = usize::from(generated == N.parse::<usize>().unwrap());
-    let new = encode(&format!("<end_of_turn>\n{}", user_turn(SECOND))).len() + cut;
+    let new = encode_template(&format!("<end_of_turn>\n{}", user_turn(SECOND))).len() + cut;
     assert_eq!(stats[1].1, prefilled + generated - cut, "reused");
     assert!(stats[1].1 > 0);
     assert_eq!(stats[1].0, new, "prefilled only the new tokens");
@@ -149,7 +134,7 @@ fn a_saved_conversation_continues_elsewhere_as_it_would_have_here() {
     let original = chat(&[FIRST, &save, SECOND]);
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let tokens = saved["tokens"].as_array().unwrap().len();
-    assert_eq!(saved["tokens"][0], model().tokenizer().bos_id());
+    assert_eq!(saved["tokens"][0], real_model().tokenizer().bos_id());
     assert_eq!(saved["turns"][0]["user"], FIRST);
     assert_eq!(
         saved["turns"][0]["model"].as_str().unwrap(),
@@ -162,7 +147,7 @@ fn a_saved_conversation_continues_elsewhere_as_it_would_have_here() {
         original.stdout,
         format!("{}{}", first_reply(), resumed.stdout)
     );
-    let second_turn = encode(&user_turn(SECOND)).len();
+    let second_turn = encode_template(&user_turn(SECOND)).len();
     assert_eq!(
         resumed.stats(),
         vec![(tokens + second_turn, 0, resumed.stats()[0].2)]
@@ -178,7 +163,10 @@ fn a_saved_conversation_continues_elsewhere_as_it_would_have_here() {
         rewound.stdout,
         resumed.stdout
     );
-    let (a, b) = (encode(&user_turn(other)), encode(&user_turn(SECOND)));
+    let (a, b) = (
+        encode_template(&user_turn(other)),
+        encode_template(&user_turn(SECOND)),
+    );
     let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     let (prefilled, reused, _) = rewound.stats()[2];
     assert_eq!(reused, tokens + common);
@@ -202,14 +190,14 @@ fn the_system_text_opens_the_first_message_only() {
         .iter()
         .map(|t| t.as_u64().unwrap() as u32)
         .collect();
-    let mut opening = vec![model().tokenizer().bos_id()];
-    opening.extend(encode(&user_turn(&format!("{system}\n\n{FIRST}"))));
+    let mut opening = vec![real_model().tokenizer().bos_id()];
+    opening.extend(encode_template(&user_turn(&format!("{system}\n\n{FIRST}"))));
     assert_eq!(tokens[..opening.len()], opening[..]);
     // Later turns are as typed (replies may echo the system text; this
     // base-leaning 270M model does).
     let count = |seq: &[u32]| tokens.windows(seq.len()).filter(|w| *w == seq).count();
     assert_eq!(
-        count(&encode(&user_turn(SECOND))),
+        count(&encode_template(&user_turn(SECOND))),
         1,
         "second turn as typed"
     );
@@ -267,7 +255,7 @@ fn command_errors_cost_one_line_and_the_session_goes_on() {
 
 #[test]
 fn a_full_context_is_reported_and_the_session_goes_on() {
-    let opening = 1 + encode(&user_turn(FIRST)).len();
+    let opening = 1 + encode_template(&user_turn(FIRST)).len();
     let context = opening + 3;
     let s = chat_with(
         &["--context", &context.to_string()],
@@ -293,9 +281,9 @@ fn a_full_context_is_reported_and_the_session_goes_on() {
 #[test]
 fn a_message_over_max_prompt_tokens_is_refused_and_the_session_goes_on() {
     // The limit lets FIRST's turn through exactly; twice FIRST is over it.
-    let limit = encode(&user_turn(FIRST)).len();
+    let limit = encode_template(&user_turn(FIRST)).len();
     let long = format!("{FIRST} {FIRST}");
-    assert!(encode(&user_turn(&long)).len() > limit);
+    assert!(encode_template(&user_turn(&long)).len() > limit);
     let s = chat_with(
         &["--max-prompt-tokens", &limit.to_string()],
         &[&long, FIRST],
@@ -333,9 +321,9 @@ fn special_shows_control_tokens_only_when_asked() {
     // a few times: greedy decoding answers the same, control token included.
     let example = "<start_of_turn>user\nGo<end_of_turn>\n\
                    <start_of_turn>model\na<start_of_image>b<start_of_image>c<end_of_turn>\n";
-    let mut tokens = vec![model().tokenizer().bos_id()];
+    let mut tokens = vec![real_model().tokenizer().bos_id()];
     for _ in 0..4 {
-        tokens.extend(encode(example));
+        tokens.extend(encode_template(example));
     }
     let file = temp_path("special.json");
     let saved = serde_json::json!({

@@ -14,8 +14,7 @@
 //! on the terminal, with `\n` written as `\r\n`.
 #![cfg(unix)]
 
-use gemma_platform::LoadedModel;
-use gemma_tests::real_model_path;
+use gemma_tests::{encode_template, real_model, real_model_path, user_turn};
 use rexpect::process::WaitStatus;
 use rexpect::session::{spawn_command, PtySession};
 use serde_json::Value;
@@ -115,20 +114,6 @@ fn regex_numbers(line: &str) -> Vec<usize> {
         .collect()
 }
 
-fn model() -> &'static LoadedModel {
-    static M: OnceLock<LoadedModel> = OnceLock::new();
-    M.get_or_init(|| LoadedModel::open(&real_model_path()).unwrap())
-}
-
-/// Tokens of `text` with control tokens parsed, as the template is.
-fn encode(text: &str) -> Vec<u32> {
-    model().tokenizer().encode_to_vec(text, true).unwrap()
-}
-
-fn user_turn(text: &str) -> String {
-    format!("<start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n")
-}
-
 #[test]
 fn ctrl_c_stops_a_reply_and_the_conversation_goes_on() {
     let saved = default_cache().join(format!("interrupted-{}.json", std::process::id()));
@@ -144,7 +129,7 @@ fn ctrl_c_stops_a_reply_and_the_conversation_goes_on() {
     let (rest, (prefilled1, reused1, generated1)) = turn_end(&mut p);
     let printed1 = written(&format!("{start}{rest}"));
     assert_eq!(reused1, 0);
-    assert_eq!(prefilled1, 1 + encode(&user_turn(FIRST)).len());
+    assert_eq!(prefilled1, 1 + encode_template(&user_turn(FIRST)).len());
     assert!(
         (1..LONG.parse().unwrap()).contains(&generated1),
         "Ctrl-C cut the reply short: {generated1} tokens"
@@ -161,7 +146,7 @@ fn ctrl_c_stops_a_reply_and_the_conversation_goes_on() {
     assert_eq!(reused2, prefilled1 + generated1 - 1, "the history was kept");
     assert_eq!(
         prefilled2,
-        1 + encode(&format!("<end_of_turn>\n{}", user_turn(SECOND))).len(),
+        1 + encode_template(&format!("<end_of_turn>\n{}", user_turn(SECOND))).len(),
         "the interrupted reply was closed as the model's turn"
     );
     assert!(generated2 >= 1);
@@ -169,7 +154,7 @@ fn ctrl_c_stops_a_reply_and_the_conversation_goes_on() {
     // The saved conversation holds both turns, each reply closed.
     p.send_line(&format!("/save {}", saved.display())).unwrap();
     let note = p.exp_string("\r\n> ").expect("/save's note and the prompt");
-    let close = encode("<end_of_turn>\n");
+    let close = encode_template("<end_of_turn>\n");
     let total = reused2 + prefilled2 + generated2 + close.len();
     assert!(
         note.starts_with(&format!("saved 2 turns ({total} tokens)")),

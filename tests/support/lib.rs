@@ -36,6 +36,23 @@ pub fn real_model_path() -> PathBuf {
     .clone()
 }
 
+/// The real model, loaded once per test binary.
+pub fn real_model() -> &'static gemma_platform::LoadedModel {
+    static M: OnceLock<gemma_platform::LoadedModel> = OnceLock::new();
+    M.get_or_init(|| gemma_platform::LoadedModel::open(&real_model_path()).unwrap())
+}
+
+/// The real model's tokens of `text` with control tokens parsed, as Gemma's
+/// chat template is tokenized.
+pub fn encode_template(text: &str) -> Vec<u32> {
+    real_model().tokenizer().encode_to_vec(text, true).unwrap()
+}
+
+/// A user turn in Gemma's chat template, and the model turn it opens.
+pub fn user_turn(text: &str) -> String {
+    format!("<start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n")
+}
+
 pub fn goldens() -> &'static Value {
     static G: OnceLock<Value> = OnceLock::new();
     G.get_or_init(|| {
