@@ -14,7 +14,7 @@
 //! on the terminal, with `\n` written as `\r\n`.
 #![cfg(unix)]
 
-use gemma_tests::{encode_template, real_model, real_model_path, user_turn};
+use gemma_tests::{encode_template, real_model_path, user_turn};
 use rexpect::process::WaitStatus;
 use rexpect::session::{spawn_command, PtySession};
 use serde_json::Value;
