@@ -15,6 +15,8 @@
 //! prompt comes back. Ctrl-C at the prompt (or a second one before a reply
 //! has noticed the first, as during a long prefill) leaves with status 130.
 
+mod interrupt;
+
 use crate::{ComputeArgs, ModelArgs, SamplingArgs};
 use clap::Args;
 use gemma_core::generate::StopReason;
@@ -26,7 +28,6 @@ use gemma_platform::{
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Instant;
 
 type Result<T> = std::result::Result<T, String>;
@@ -95,47 +96,6 @@ fn default_model_banner() -> String {
          --model PATH or GEMMA_MODEL=PATH points chat at an instruction-tuned GGUF or .sbs file.",
         gemma_platform::fetch::DEFAULT_MODEL_DESCRIPTION
     )
-}
-
-/// What the main thread is doing, for the Ctrl-C handler.
-const BUSY: u8 = 0;
-/// Blocked reading a line at the prompt: Ctrl-C leaves.
-const READING: u8 = 1;
-/// Generating a reply: Ctrl-C stops it.
-const GENERATING: u8 = 2;
-
-static MODE: AtomicU8 = AtomicU8::new(BUSY);
-/// Set by Ctrl-C; the token callback stops the reply when it sees it.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static EXITING: AtomicBool = AtomicBool::new(false);
-
-/// Leaves with the status of an interrupted program, once: whichever of the
-/// main thread and the handler's thread comes second waits for the exit.
-fn exit_interrupted() -> ! {
-    if EXITING.swap(true, Ordering::SeqCst) {
-        loop {
-            std::thread::park();
-        }
-    }
-    // The terminal echoed ^C (or nothing) after the prompt: end that line.
-    eprintln!();
-    std::process::exit(130)
-}
-
-/// Ctrl-C. The handler runs on its own thread (the signal only wakes it),
-/// and `read` restarts after the signal, so a read at the prompt is left
-/// by exiting from here.
-fn on_ctrl_c() {
-    let pending = INTERRUPTED.swap(true, Ordering::SeqCst);
-    match MODE.load(Ordering::SeqCst) {
-        READING => exit_interrupted(),
-        // A second Ctrl-C before the reply noticed the first (a long
-        // prefill feeds no tokens): stop waiting.
-        GENERATING if pending => exit_interrupted(),
-        // Generating: the token callback stops the reply. Busy: the next
-        // read sees the flag and leaves.
-        _ => {}
-    }
 }
 
 /// One line of input.
@@ -370,7 +330,7 @@ impl Chat<'_> {
         let mut last_at = None;
         let started = Instant::now();
         // A Ctrl-C since the line was read stops this reply at its first token.
-        MODE.store(GENERATING, Ordering::SeqCst);
+        interrupt::generating();
         let result = self.generator.turn(
             &mut self.conv,
             &self.now.tokens,
@@ -393,12 +353,10 @@ impl Chat<'_> {
                         .and_then(|()| stdout.flush())
                         .err();
                 }
-                write_failed.is_none() && !INTERRUPTED.load(Ordering::SeqCst)
+                write_failed.is_none() && !interrupt::requested()
             },
         );
-        MODE.store(BUSY, Ordering::SeqCst);
-        // A Ctrl-C that stopped this reply (or came as it ended) is spent.
-        INTERRUPTED.store(false, Ordering::SeqCst);
+        interrupt::generated();
         let mut stdout = std::io::stdout().lock();
         if let Some(e) = write_failed.or_else(|| writeln!(stdout).err()) {
             return Err(format!("writing to stdout: {e}"));
@@ -545,7 +503,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
              Ctrl-C stops a reply"
         );
         // Without a terminal, Ctrl-C keeps its default: it ends the process.
-        ctrlc::set_handler(on_ctrl_c).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+        interrupt::install()?;
     }
     let mut input = stdin.lock();
     let mut line = Vec::new();
@@ -554,14 +512,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
             eprint!("> ");
         }
         line.clear();
-        MODE.store(READING, Ordering::SeqCst);
-        // A Ctrl-C since the last reply (during a command, say) counts as
-        // one at the prompt; one from now on reaches the handler in READING.
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            exit_interrupted();
-        }
-        let read = input.read_until(b'\n', &mut line);
-        MODE.store(BUSY, Ordering::SeqCst);
+        let read = interrupt::reading(|| input.read_until(b'\n', &mut line));
         let n = read.map_err(|e| format!("reading stdin: {e}"))?;
         if n == 0 {
             if interactive {
