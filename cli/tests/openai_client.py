@@ -83,6 +83,12 @@ def main():
         check(False, "temperature -1 was accepted")
     except openai.BadRequestError as e:
         check(e.status_code == 400, f"status {e.status_code}")
+    # A parameter the server does not implement is refused, not ignored.
+    try:
+        client.chat.completions.create(model=model, messages=messages, max_tokens=2, logprobs=True)
+        check(False, "logprobs=True was accepted")
+    except openai.BadRequestError as e:
+        check(e.status_code == 400 and "logprobs" in str(e), f"logprobs refused with: {e}")
     print("ok")
 
 

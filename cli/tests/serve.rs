@@ -666,3 +666,81 @@ fn a_request_without_max_tokens_ends_at_the_documented_default() {
     let server = Server::start(&["--max-tokens", "40"]);
     assert_eq!(ask(&server), (json!("length"), 40));
 }
+
+/// A field the server does not implement is refused with a 400 that names
+/// it, at the top of a request and inside messages and Google's config;
+/// `model` with any value and fields that are `null` are fine.
+#[test]
+fn unsupported_fields_are_refused_by_name() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&[]);
+    let with = |extra: Value| {
+        let mut r = chat_request("Hi", 2);
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        r
+    };
+    for (field, req) in [
+        ("logprobs", with(json!({"logprobs": true}))),
+        (
+            "response_format",
+            with(json!({"response_format": {"type": "json_object"}})),
+        ),
+        ("presence_penalty", with(json!({"presence_penalty": 0.5}))),
+        ("logit_bias", with(json!({"logit_bias": {"5": 10}}))),
+    ] {
+        let (status, _, body) = server.post("/v1/chat/completions", &req);
+        assert_eq!(status, 400, "{field}: {body}");
+        assert_eq!(body["error"]["code"], "unsupported_parameter", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{field}`")), "{message}");
+    }
+    let (status, _, body) = server.post(
+        "/v1/completions",
+        &json!({"prompt": "Hi", "max_tokens": 2, "echo": true}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`echo`"));
+
+    let (status, _, body) = server.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Hi", "name": "ann"}], "max_tokens": 2}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`name`"),
+        "{body}"
+    );
+
+    let (status, _, body) = server.post(
+        "/v1beta/models/gemma:generateContent",
+        &json!({"contents": [{"parts": [{"text": "Hi"}]}],
+                "generationConfig": {"maxOutputTokens": 2, "responseMimeType": "application/json"}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("responseMimeType"),
+        "{body}"
+    );
+
+    // What a client echoes back from a reply: nulls ask for nothing.
+    let (status, _, body) = server.post(
+        "/v1/chat/completions",
+        &json!({"model": "anything", "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello", "refusal": null, "tool_calls": null},
+            {"role": "user", "content": "Bye"}],
+            "max_tokens": 2, "logprobs": null, "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{body}");
+}

@@ -129,7 +129,16 @@ pub async fn method_not_allowed() -> ApiError {
 
 /// Parses a request body: too large is 413, bad JSON 400, JSON of the wrong
 /// shape 400 with serde's description of what was wrong.
-pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+/// Parses a JSON request body into `T`. A top-level field not in `known`
+/// is refused with a 400 that names it: a client that asks for something
+/// this server does not do (`logprobs`, `response_format`, ...) must not
+/// get an answer that silently lacks it. Nested objects refuse unknown
+/// fields through `#[serde(deny_unknown_fields)]`. Null members count as
+/// absent.
+pub fn parse_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    known: &[&str],
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|r| {
         let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             "body_too_large"
@@ -138,14 +147,43 @@ pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> R
         };
         ApiError::new(r.status(), code, r.body_text())
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let invalid = |e: serde_json::Error| {
         let code = if e.is_data() {
             "invalid_request"
         } else {
             "invalid_json"
         };
         ApiError::bad_request(code, format!("request body: {e}"))
-    })
+    };
+    let mut value: Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+    drop_nulls(&mut value);
+    if let Some(field) = value
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
+    {
+        return Err(ApiError::bad_request(
+            "unsupported_parameter",
+            format!(
+                "`{field}` is not supported by this server (it takes {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    serde_json::from_value(value).map_err(invalid)
+}
+
+/// Removes every `null` member of every object: a field that is null asks
+/// for nothing (clients echo back `"refusal": null`, `"tool_calls": null`),
+/// and for the fields read here null and absent mean the same.
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.retain(|_, v| !v.is_null());
+            o.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 /// `"stop"` is a string or a list of strings.

@@ -29,12 +29,14 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Part {
     #[serde(default)]
     text: Option<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Content {
     #[serde(default)]
     role: Option<String>,
@@ -43,7 +45,7 @@ struct Content {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct GenerationConfig {
     #[serde(default)]
     temperature: Option<f32>,
@@ -151,7 +153,7 @@ pub async fn model_action(
             ))
         }
     };
-    let req: Request = parse_body(body)?;
+    let req: Request = parse_body(body, &["contents", "systemInstruction", "generationConfig"])?;
     let config = req.generation_config.unwrap_or_default();
     if config.candidate_count.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid(

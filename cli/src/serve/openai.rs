@@ -31,6 +31,7 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Message {
     role: String,
     #[serde(default)]
@@ -55,10 +56,24 @@ struct Part {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
 }
+
+/// The request fields [`Common`] reads, and `model`, which any value
+/// satisfies (the server has one model).
+macro_rules! common_fields {
+    ($($extra:literal),*) => {
+        &[
+            "model", "stream", "stream_options", "max_tokens", "temperature", "top_p",
+            "top_k", "min_p", "seed", "stop", "n", $($extra),*
+        ]
+    };
+}
+const CHAT_FIELDS: &[&str] = common_fields!("messages", "max_completion_tokens");
+const COMPLETION_FIELDS: &[&str] = common_fields!("prompt");
 
 /// The fields both completion requests take.
 #[derive(Deserialize)]
@@ -191,7 +206,7 @@ pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let mut req: ChatRequest = parse_body(body)?;
+    let mut req: ChatRequest = parse_body(body, CHAT_FIELDS)?;
     check_n(req.common.n)?;
     let (max_tokens, param) = match req.max_completion_tokens {
         Some(m) => (Some(m), "max_completion_tokens"),
@@ -275,7 +290,7 @@ pub async fn completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let mut req: CompletionRequest = parse_body(body)?;
+    let mut req: CompletionRequest = parse_body(body, COMPLETION_FIELDS)?;
     check_n(req.common.n)?;
     let prompt = match req.prompt {
         OneOrMany::One(p) => p,
