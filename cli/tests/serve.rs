@@ -51,6 +51,8 @@ impl Server {
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(extra)
             .env("GEMMA_MODEL", real_model_path())
+            // A developer's own key would lock these tests out.
+            .env_remove("GEMMA_API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("server log file"))
@@ -743,4 +745,136 @@ fn unsupported_fields_are_refused_by_name() {
             "max_tokens": 2, "logprobs": null, "temperature": 0}),
     );
     assert_eq!(status, 200, "{body}");
+}
+
+/// The model is found by id on both APIs, and `:countTokens` counts what
+/// `:generateContent` then reports as its prompt.
+#[test]
+fn models_are_found_by_id_and_count_tokens_matches_the_prompt() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&[]);
+    let (_, list) = server.get("/v1/models");
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    for name in [id.as_str(), "gemma"] {
+        let (status, model) = server.get(&format!("/v1/models/{name}"));
+        assert_eq!(status, 200, "{model}");
+        assert_eq!(model["id"], id.as_str(), "{model}");
+        assert_eq!(model["object"], "model");
+        let (status, model) = server.get(&format!("/v1beta/models/{name}"));
+        assert_eq!(status, 200, "{model}");
+        assert_eq!(model["name"], format!("models/{id}"), "{model}");
+    }
+
+    let contents = json!([
+        {"role": "user", "parts": [{"text": "Name three rivers."}]},
+        {"role": "model", "parts": [{"text": "The Nile, the Amazon"}]},
+        {"role": "user", "parts": [{"text": "And one more?"}]},
+    ]);
+    let system = json!({"parts": [{"text": "Answer briefly."}]});
+    let (status, _, counted) = server.post(
+        "/v1beta/models/gemma:countTokens",
+        &json!({"contents": contents, "systemInstruction": system}),
+    );
+    assert_eq!(status, 200, "{counted}");
+    let (status, _, generated) = server.post(
+        "/v1beta/models/gemma:generateContent",
+        &json!({"contents": contents, "systemInstruction": system,
+                "generationConfig": {"maxOutputTokens": 1, "temperature": 0}}),
+    );
+    assert_eq!(status, 200, "{generated}");
+    let prompt_tokens = generated["usageMetadata"]["promptTokenCount"]
+        .as_u64()
+        .unwrap();
+    assert!(prompt_tokens > 20, "{generated}");
+    assert_eq!(
+        counted["totalTokens"].as_u64(),
+        Some(prompt_tokens),
+        "{counted}"
+    );
+}
+
+/// With `--api-key-file`, every route but `/health` needs the key, in any
+/// of the three places clients put it; `gemma client --api-key` sends it.
+#[test]
+fn an_api_key_locks_every_route_but_health() {
+    let _turn = one_at_a_time();
+    const KEY: &str = "sk-test-0123456789";
+    let file =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("api-key-{}", std::process::id()));
+    std::fs::write(&file, format!("{KEY}\n")).unwrap();
+    let server = Server::start(&["--api-key-file", file.to_str().unwrap()]);
+    let url = server.url();
+    let get = |path: &str, header: Option<(&str, String)>| {
+        let mut req = agent().get(format!("{url}{path}"));
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        read_response(req.call().expect("GET answered"))
+    };
+    assert_eq!(get("/health", None).0, 200);
+    let (status, body) = get("/v1/models", None);
+    assert_eq!(status, 401, "{body}");
+    assert_json_error(status, &body, "no key");
+    assert_eq!(
+        get(
+            "/v1/models",
+            Some(("Authorization", "Bearer sk-wrong".into()))
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        get(
+            "/v1/models",
+            Some(("Authorization", format!("Bearer {KEY}")))
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        get("/v1beta/models", Some(("x-goog-api-key", KEY.into()))).0,
+        200
+    );
+    assert_eq!(get(&format!("/v1beta/models?key={KEY}"), None).0, 200);
+    assert_eq!(
+        get("/no/such/route", None).0,
+        401,
+        "no route is told apart without the key"
+    );
+
+    let client = |key: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args([
+            "client",
+            "--url",
+            &url,
+            "--prompt",
+            "Hi",
+            "--max-tokens",
+            "2",
+        ]);
+        c.args(["--temperature", "0"]);
+        if let Some(k) = key {
+            c.args(["--api-key", k]);
+        }
+        c.env_remove("OPENAI_API_KEY");
+        for v in PROXY_VARS {
+            c.env_remove(v);
+        }
+        c.output().expect("gemma client runs")
+    };
+    let out = client(Some(KEY));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = client(None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("API key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(file);
 }

@@ -283,7 +283,7 @@ pub enum PromptText<'a> {
 }
 
 impl PromptText<'_> {
-    fn tokens(&self, tok: &Tokenizer) -> Result<Vec<u32>, ApiError> {
+    pub fn tokens(&self, tok: &Tokenizer) -> Result<Vec<u32>, ApiError> {
         let invalid = |e: TokenizerError| ApiError::bad_request("invalid_prompt", e.to_string());
         match self {
             PromptText::Raw(text) => {

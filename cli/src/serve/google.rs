@@ -1,7 +1,7 @@
 //! The Google API routes gemma.cpp's server speaks:
 //! `POST /v1beta/models/{model}:generateContent` and
 //! `:streamGenerateContent` (SSE, one `data: {...}` per chunk), and
-//! `GET /v1beta/models`.
+//! `GET /v1beta/models`; also `:countTokens` and `GET /v1beta/models/{model}`.
 
 use super::api::{
     collect, data, json_response, parse_body, sse, submit, ApiError, AppState, Gen, PromptText,
@@ -19,13 +19,47 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub async fn models(State(state): State<Arc<AppState>>) -> Response {
-    let body = json!({"models": [{
+    let body = json!({"models": [model_object(&state)]});
+    json_response(StatusCode::OK, &body, None)
+}
+
+/// `GET /v1beta/models/{model}`: the served model, whatever the name (as
+/// the generation routes take any).
+pub async fn model(State(state): State<Arc<AppState>>) -> Response {
+    json_response(StatusCode::OK, &model_object(&state), None)
+}
+
+fn model_object(state: &AppState) -> Value {
+    json!({
         "name": format!("models/{}", state.model_id),
         "displayName": state.model_id,
+        "description": state.model_description,
         "inputTokenLimit": state.context,
-        "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
-    }]});
-    json_response(StatusCode::OK, &body, None)
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+    })
+}
+
+/// `:countTokens`: the tokens `contents` (and `systemInstruction`) take in
+/// Gemma's chat template, as `:generateContent` would prefill them.
+fn count_tokens(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct CountRequest {
+        contents: Vec<Content>,
+        #[serde(default)]
+        system_instruction: Option<Content>,
+    }
+    let req: CountRequest = parse_body(body, &["contents", "systemInstruction"])?;
+    let turns = turns(req.contents, req.system_instruction)?;
+    let n = PromptText::Chat(&turns).tokens(&state.tokenizer)?.len();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"totalTokens": n}),
+        None,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -143,12 +177,14 @@ pub async fn model_action(
     let stream = match target.rsplit_once(':').map(|(_, m)| m) {
         Some("generateContent") => false,
         Some("streamGenerateContent") => true,
+        Some("countTokens") => return count_tokens(&state, body),
         _ => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!(
-                    "'{target}': expected MODEL:generateContent or MODEL:streamGenerateContent"
+                    "'{target}': expected MODEL:generateContent, MODEL:streamGenerateContent \
+                     or MODEL:countTokens"
                 ),
             ))
         }

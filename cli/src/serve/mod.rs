@@ -6,6 +6,7 @@
 //! so a chat that resends its history only prefills the new turn.
 
 mod api;
+mod auth;
 mod google;
 mod openai;
 mod pool;
@@ -56,6 +57,13 @@ pub struct ServeArgs {
     /// [default: the context less one]
     #[arg(long)]
     pub max_prompt_tokens: Option<usize>,
+    /// Require this key on every route but /health (`Authorization: Bearer
+    /// KEY`, `x-goog-api-key` or `?key=`) [default: $GEMMA_API_KEY, else none]
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Read the key from the first line of this file (keeps it out of `ps`)
+    #[arg(long)]
+    pub api_key_file: Option<std::path::PathBuf>,
     /// Most tokens one request may generate; larger `max_tokens` are
     /// refused with 400, and requests without one get this many
     /// [default: no limit; requests without `max_tokens` get 512]
@@ -102,6 +110,8 @@ fn load(args: &ModelArgs) -> Result<LoadedModel> {
 }
 
 pub fn serve(a: ServeArgs) -> Result<()> {
+    // Checked before the model loads, so a bad key file fails at once.
+    let api_key = auth::key(a.api_key.as_deref(), a.api_key_file.as_deref())?;
     // The model lives as long as the process; the worker and the handlers
     // borrow it from any thread.
     let mut loaded = load(&a.model)?;
@@ -145,7 +155,10 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         default_max_tokens: a.max_tokens.unwrap_or(api::DEFAULT_MAX_TOKENS),
         jobs,
     });
-    let app = router(state, a.max_body_bytes);
+    let mut app = router(state, a.max_body_bytes);
+    if let Some(key) = api_key {
+        app = app.layer(axum::middleware::from_fn_with_state(key, auth::require));
+    }
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -200,10 +213,14 @@ fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/v1/models", get(openai::models))
+        .route("/v1/models/{id}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1beta/models", get(google::models))
-        .route("/v1beta/models/{target}", post(google::model_action))
+        .route(
+            "/v1beta/models/{target}",
+            post(google::model_action).get(google::model),
+        )
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -17,17 +17,25 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub async fn models(State(state): State<Arc<AppState>>) -> Response {
-    let body = json!({
-        "object": "list",
-        "data": [{
-            "id": state.model_id,
-            "object": "model",
-            "created": 0,
-            "owned_by": "gemma-rs",
-            "description": state.model_description,
-        }],
-    });
+    let body = json!({"object": "list", "data": [model_object(&state)]});
     json_response(StatusCode::OK, &body, None)
+}
+
+/// `GET /v1/models/{id}`: the served model. Requests name it by any
+/// `model` value (the server has one), so any id finds it; the answer
+/// carries its real id.
+pub async fn model(State(state): State<Arc<AppState>>) -> Response {
+    json_response(StatusCode::OK, &model_object(&state), None)
+}
+
+fn model_object(state: &AppState) -> Value {
+    json!({
+        "id": state.model_id,
+        "object": "model",
+        "created": 0,
+        "owned_by": "gemma-rs",
+        "description": state.model_description,
+    })
 }
 
 #[derive(Deserialize)]
