@@ -6,9 +6,10 @@
 #
 # - g++ (the C API header must compile as C++) and valgrind (checks the C
 #   API for leaks): apt-get, as root or through sudo.
-# - the `openai` Python package (the server test talks to `gemma serve`
-#   with OpenAI's own client): pip, into ~/.cache/gemma-rs/python when
-#   python3 cannot import it already, so nothing is installed system-wide.
+# - the `openai` and `prometheus-client` Python packages (the server tests
+#   talk to `gemma serve` with OpenAI's own client and parse its /metrics
+#   with Prometheus' own parser): pip, into ~/.cache/gemma-rs/python when
+#   python3 cannot import them already, so nothing is installed system-wide.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,13 +33,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import openai' 2>/dev/null; then
+# Python packages the server tests drive it with.
+py_imports='import openai, prometheus_client'
+if ! python3 -c "$py_imports" 2>/dev/null; then
   py="$cache/python"
   export PYTHONPATH="$py${PYTHONPATH:+:$PYTHONPATH}"
-  if ! python3 -c 'import openai' 2>/dev/null; then
-    echo "scripts/test.sh: installing the openai Python package into $py" >&2
+  if ! python3 -c "$py_imports" 2>/dev/null; then
+    echo "scripts/test.sh: installing openai and prometheus-client into $py" >&2
     mkdir -p "$py"
-    python3 -m pip install --quiet --disable-pip-version-check --target "$py" openai
+    python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --target "$py" openai prometheus-client
   fi
 fi
 

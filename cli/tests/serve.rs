@@ -10,6 +10,7 @@
 
 use gemma_tests::real_model_path;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -877,4 +878,87 @@ fn an_api_key_locks_every_route_but_health() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_file(file);
+}
+
+/// `/metrics` parses with Prometheus' own parser (`prometheus_client`), and
+/// its counters match the requests this test made.
+#[test]
+fn metrics_parse_with_prometheus_and_count_the_requests_made() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&[]);
+    let chat = "/v1/chat/completions";
+    let mut generated = 0;
+    let mut prompt = 0;
+    for (i, message) in ["Hi", "Name a colour."].into_iter().enumerate() {
+        let (status, _, body) = server.post(chat, &chat_request(message, 3 + i as u32));
+        assert_eq!(status, 200, "{body}");
+        generated += body["usage"]["completion_tokens"].as_u64().unwrap();
+        prompt += body["usage"]["prompt_tokens"].as_u64().unwrap();
+    }
+    let (status, _, _) = server.post(chat, &json!({"messages": []}));
+    assert_eq!(status, 400);
+    assert_eq!(server.get("/no/such/route").0, 404);
+
+    let text = agent()
+        .get(format!("{}/metrics", server.url()))
+        .call()
+        .expect("GET /metrics answered")
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/prometheus_parse.py");
+    let mut py = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    py.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<(String, BTreeMap<String, String>, f64)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && labels.len() == l.len()
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.2)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    let requests = |route, status| {
+        value(
+            "gemma_requests_total",
+            &[("route", route), ("status", status)],
+        )
+    };
+    assert_eq!(requests(chat, "200"), 2.0);
+    assert_eq!(requests(chat, "400"), 1.0);
+    assert_eq!(requests("unmatched", "404"), 1.0);
+    // Server::start asked for /health once.
+    assert_eq!(requests("/health", "200"), 1.0);
+    assert_eq!(value("gemma_generated_tokens_total", &[]), generated as f64);
+    assert_eq!(
+        value("gemma_prompt_tokens_prefilled_total", &[])
+            + value("gemma_prompt_tokens_cached_total", &[]),
+        prompt as f64
+    );
+    assert_eq!(value("gemma_queue_length", &[]), 0.0);
+    assert_eq!(value("gemma_active_sequences", &[]), 0.0);
+    assert!(value("gemma_kv_cache_bytes", &[]) > 0.0);
+    assert_eq!(value("gemma_time_to_first_token_seconds_count", &[]), 2.0);
+    assert_eq!(
+        value("gemma_time_per_output_token_seconds_count", &[]),
+        (generated - 2) as f64
+    );
 }

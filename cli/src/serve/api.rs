@@ -34,6 +34,7 @@ pub struct AppState {
     /// [`DEFAULT_MAX_TOKENS`] (capped by the room left in the context).
     pub default_max_tokens: usize,
     pub jobs: SyncSender<Job>,
+    pub metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
 /// An error response: `{"error": {"message", "type", "code", "param"}}`, the
@@ -403,7 +404,13 @@ pub fn submit(state: &AppState, gen: Gen) -> Result<UnboundedReceiver<Event>, Ap
         stops: gen.stops,
         events,
     };
-    match state.jobs.try_send(job) {
+    // Counted before the send, so the worker never takes one uncounted.
+    state.metrics.queued.fetch_add(1, Ordering::Relaxed);
+    let sent = state.jobs.try_send(job);
+    if sent.is_err() {
+        state.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+    match sent {
         Ok(()) => Ok(rx),
         Err(TrySendError::Full(_)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

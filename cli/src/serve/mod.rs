@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod google;
+mod metrics;
 mod openai;
 mod pool;
 mod stop;
@@ -133,10 +134,15 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let shutdown = Arc::new(AtomicBool::new(false));
+    let metrics = metrics::Metrics::new();
     let (jobs, worker) = worker::spawn(
         loaded,
         exec,
         pool::Pool::new(capacity, context, batch),
+        worker::Meter {
+            metrics: metrics.clone(),
+            per_conversation,
+        },
         a.queue,
         shutdown.clone(),
     )
@@ -154,11 +160,17 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         max_tokens: a.max_tokens.unwrap_or(usize::MAX),
         default_max_tokens: a.max_tokens.unwrap_or(api::DEFAULT_MAX_TOKENS),
         jobs,
+        metrics: metrics.clone(),
     });
     let mut app = router(state, a.max_body_bytes);
     if let Some(key) = api_key {
         app = app.layer(axum::middleware::from_fn_with_state(key, auth::require));
     }
+    // Outermost, so refused requests (401) are counted too.
+    app = app.layer(axum::middleware::from_fn_with_state(
+        metrics,
+        metrics::count,
+    ));
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -212,6 +224,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
 fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics_route))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{id}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -225,6 +238,12 @@ fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+async fn metrics_route(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    metrics::metrics(axum::extract::State(state.metrics.clone())).await
 }
 
 async fn health() -> axum::response::Response {

@@ -95,6 +95,11 @@ impl Pool {
         }
     }
 
+    /// Conversations allocated so far.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The conversation to run `prompt` on; `None` if a new one could not be
     /// allocated.
     pub fn get(&mut self, model: &Model, prompt: &[u32]) -> Option<&mut Conversation> {

@@ -7,6 +7,7 @@
 //! [`Event::Done`] or [`Event::Failed`]. A closed channel (the client went
 //! away) stops generation at the next token.
 
+use super::metrics::Metrics;
 use super::pool::Pool;
 use super::stop::StopMatcher;
 use gemma_core::generate::StopReason;
@@ -52,6 +53,13 @@ pub struct Summary {
     pub prefilled: usize,
 }
 
+/// What the worker reports to `/metrics`.
+pub struct Meter {
+    pub metrics: Arc<Metrics>,
+    /// Bytes one pooled conversation holds.
+    pub per_conversation: usize,
+}
+
 /// Starts the worker with room for `queue` waiting jobs. It runs until every
 /// sender is dropped; once `shutdown` is set it ends the job in progress at
 /// its next token and refuses the ones still queued.
@@ -59,13 +67,14 @@ pub fn spawn(
     loaded: &'static LoadedModel,
     exec: WorkerPool,
     pool: Pool,
+    meter: Meter,
     queue: usize,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<(SyncSender<Job>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = sync_channel(queue);
     let handle = std::thread::Builder::new()
         .name("gemma-inference".into())
-        .spawn(move || work(loaded, exec, pool, rx, &shutdown))?;
+        .spawn(move || work(loaded, exec, pool, &meter, rx, &shutdown))?;
     Ok((tx, handle))
 }
 
@@ -73,10 +82,13 @@ fn work(
     loaded: &'static LoadedModel,
     exec: WorkerPool,
     mut pool: Pool,
+    meter: &Meter,
     jobs: Receiver<Job>,
     shutdown: &AtomicBool,
 ) {
+    let m = &meter.metrics;
     for (n, job) in jobs.iter().enumerate() {
+        m.queued.fetch_sub(1, Ordering::Relaxed);
         if job.events.is_closed() {
             continue;
         }
@@ -87,8 +99,18 @@ fn work(
             continue;
         }
         let started = Instant::now();
-        match run(loaded, &exec, &mut pool, &job, shutdown) {
+        m.active.fetch_add(1, Ordering::Relaxed);
+        let result = run(loaded, &exec, &mut pool, &job, m, shutdown);
+        m.active.fetch_sub(1, Ordering::Relaxed);
+        m.cache_bytes
+            .store(pool.len() * meter.per_conversation, Ordering::Relaxed);
+        match result {
             Ok(s) => {
+                m.prefilled.fetch_add(s.prefilled as u64, Ordering::Relaxed);
+                m.cached
+                    .fetch_add(s.cached_tokens as u64, Ordering::Relaxed);
+                m.generated
+                    .fetch_add(s.completion_tokens as u64, Ordering::Relaxed);
                 eprintln!(
                     "gemma: request {n}: {} prompt tokens ({} cached), {} generated, {:?}, {} ms",
                     s.prompt_tokens,
@@ -112,8 +134,11 @@ fn run(
     exec: &WorkerPool,
     pool: &mut Pool,
     job: &Job,
+    metrics: &Metrics,
     shutdown: &AtomicBool,
 ) -> Result<Summary, String> {
+    let mut last = Instant::now();
+    let mut first = true;
     let generator = Generator::new(loaded, exec);
     let conv = pool
         .get(&generator.model, &job.prompt)
@@ -130,6 +155,14 @@ fn run(
             job.max_tokens,
             &mut |s| match s {
                 Streamed::Token { text, .. } => {
+                    let now = Instant::now();
+                    if first {
+                        metrics.first_token(now - last);
+                        first = false;
+                    } else {
+                        metrics.next_token(now - last);
+                    }
+                    last = now;
                     let text = stops.push(text);
                     emit(text) && !stops.stopped() && !shutdown.load(Ordering::Relaxed)
                 }
