@@ -70,6 +70,12 @@ impl ModelArgs {
         gemma_platform::LoadedModel::open(&path).map_err(|e| e.to_string())
     }
 
+    /// Whether the user named no model (neither `--model` nor
+    /// `$GEMMA_MODEL`), so [`Self::path`] falls back to the default one.
+    pub fn is_default(&self) -> bool {
+        self.model.is_none() && std::env::var_os("GEMMA_MODEL").is_none()
+    }
+
     /// The model's path: `--model`, else `$GEMMA_MODEL`, else the default
     /// model (fetched once).
     pub fn path(&self) -> Result<PathBuf, String> {

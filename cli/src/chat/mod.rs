@@ -83,12 +83,6 @@ fn load(args: &ModelArgs) -> Result<LoadedModel> {
     args.load()
 }
 
-/// Whether `args` falls back to the default model: no `--model` and no
-/// `$GEMMA_MODEL` (as [`ModelArgs::path`] resolves it).
-fn uses_default_model(args: &ModelArgs) -> bool {
-    args.model.is_none() && std::env::var_os("GEMMA_MODEL").is_none()
-}
-
 /// Printed to stderr when chat runs on the default model.
 fn default_model_banner() -> String {
     format!(
@@ -261,7 +255,6 @@ struct Chat<'m> {
     max_prompt_tokens: usize,
     system: Option<String>,
     stats: bool,
-    special: bool,
     now: Transcript,
 }
 
@@ -397,7 +390,9 @@ impl Chat<'_> {
         }
         self.now.turns.push(Turn {
             user: text.to_string(),
-            model: self.tok.decode_to_string(&reply, !self.special),
+            model: self
+                .tok
+                .decode_to_string(&reply, !self.generator.show_special),
         });
         Ok(())
     }
@@ -444,7 +439,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
 
     let mut loaded = load(&a.model)?;
     loaded.set_precision(a.compute.precision());
-    if uses_default_model(&a.model) {
+    if a.model.is_default() {
         eprintln!("{}", default_model_banner());
     }
     let exec = WorkerPool::new(a.compute.threads)
@@ -491,7 +486,6 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         max_prompt_tokens: a.max_prompt_tokens.unwrap_or(usize::MAX),
         system: a.system,
         stats: a.stats,
-        special: a.special,
         now: Transcript::default(),
     };
 
