@@ -387,7 +387,7 @@ pub fn convert(a: crate::ConvertArgs) -> Result<()> {
                 a.weights
             )
         })?;
-    use gemma_platform::convert::{self as conv, Input};
+    use gemma_platform::convert as conv;
     // Cheap checks first, each naming the file it is about: the output's
     // folder, the tokenizer, what --from is.
     conv::check_output(&a.to).map_err(|e| e.to_string())?;
@@ -396,18 +396,6 @@ pub fn convert(a: crate::ConvertArgs) -> Result<()> {
         None => None,
     };
     let input = conv::input_kind(&a.from).map_err(|e| e.to_string())?;
-    let required = match input {
-        Input::Checkpoint => None,
-        Input::Sbs => Some(
-            "--tokenizer is required to migrate a pre-2025 .sbs file (it carries no tokenizer)",
-        ),
-        Input::Gguf => {
-            Some("--tokenizer is required for a GGUF model (GGUF carries no SentencePiece proto)")
-        }
-    };
-    if let (Some(required), None) = (required, &proto) {
-        return Err(required.into());
-    }
     // Tensors written, on a bar once the conversion has run a second.
     let bar = crate::progress::Progress::new("convert", "tensors");
     let progress = |done: usize, total: usize| bar.report(done, total);

@@ -143,3 +143,15 @@ fn a_client_without_a_server_asks_whether_one_is_running() {
         "{line}"
     );
 }
+
+#[test]
+fn converting_a_gguf_without_a_tokenizer_asks_for_one() {
+    let dir = Scratch::new("convert-no-tokenizer");
+    let model = real_model_path();
+    let to = dir.path("m.sbs");
+    let line = error_line(&["convert", "--from", s(&model), "--to", s(&to)]);
+    assert!(line.contains(s(&model)), "{line}");
+    assert!(line.contains("a tokenizer is required"), "{line}");
+    assert!(line.contains("--tokenizer"), "says what to give: {line}");
+    assert!(!to.exists(), "nothing is written");
+}

@@ -394,9 +394,16 @@ pub fn to_sbs(
     measure: bool,
     progress: Progress,
 ) -> Result<Option<Vec<TensorDistortion>>, ConvertError> {
+    // Only a checkpoint carries its tokenizer's proto; checked before any
+    // reading, so the answer comes at once.
     let needed = || {
+        let what = match input {
+            Input::Gguf => "a GGUF file carries no SentencePiece proto",
+            _ => "a pre-2025 .sbs file carries no tokenizer",
+        };
         err(format!(
-            "{} needs a tokenizer: it carries no SentencePiece proto",
+            "{}: a tokenizer is required ({what}; gemma convert takes it with \
+             --tokenizer tokenizer.model)",
             from.display()
         ))
     };
