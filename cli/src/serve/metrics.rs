@@ -3,13 +3,14 @@
 //! middleware), the submit path counts the queue, the inference thread
 //! counts tokens, the KV cache in use and the latencies.
 
+use super::api::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,11 +66,11 @@ pub struct Metrics {
     /// Answered requests by (route, status).
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     /// Jobs handed to the worker and not yet picked up.
-    pub queued: AtomicUsize,
+    pub queued: AtomicU64,
     /// Generations running now (0 or 1: one inference thread).
-    pub active: AtomicUsize,
+    pub active: AtomicU64,
     /// Bytes of KV cache and activations held by cached conversations.
-    pub cache_bytes: AtomicUsize,
+    pub cache_bytes: AtomicU64,
     /// Prompt tokens that went through the model.
     pub prefilled: AtomicU64,
     /// Prompt tokens served from a cached conversation.
@@ -84,9 +85,9 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             requests: Mutex::new(BTreeMap::new()),
-            queued: AtomicUsize::new(0),
-            active: AtomicUsize::new(0),
-            cache_bytes: AtomicUsize::new(0),
+            queued: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            cache_bytes: AtomicU64::new(0),
             prefilled: AtomicU64::new(0),
             cached: AtomicU64::new(0),
             generated: AtomicU64::new(0),
@@ -121,50 +122,50 @@ impl Metrics {
             );
         }
         drop(requests);
-        let counters = [
+        let scalars = [
             (
                 "gemma_prompt_tokens_prefilled_total",
+                "counter",
                 "Prompt tokens that went through the model.",
                 &self.prefilled,
             ),
             (
                 "gemma_prompt_tokens_cached_total",
+                "counter",
                 "Prompt tokens served from a cached conversation.",
                 &self.cached,
             ),
             (
                 "gemma_generated_tokens_total",
+                "counter",
                 "Tokens generated.",
                 &self.generated,
             ),
-        ];
-        for (name, help, v) in counters {
-            let v = v.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        }
-        let gauges = [
             (
                 "gemma_queue_length",
+                "gauge",
                 "Requests waiting for the model.",
                 &self.queued,
             ),
             (
                 "gemma_active_sequences",
+                "gauge",
                 "Generations running now.",
                 &self.active,
             ),
             (
                 "gemma_kv_cache_bytes",
+                "gauge",
                 "Bytes held by cached conversations (KV caches and their buffers).",
                 &self.cache_bytes,
             ),
         ];
-        for (name, help, v) in gauges {
+        for (name, kind, help, v) in scalars {
             let v = v.load(Ordering::Relaxed);
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         }
         self.ttft.write(
             &mut out,
@@ -197,11 +198,11 @@ pub async fn count(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
     resp
 }
 
-pub async fn metrics(State(m): State<Arc<Metrics>>) -> Response {
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        m.render(),
+        state.metrics.render(),
     )
         .into_response()
 }

@@ -224,7 +224,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
 fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(metrics_route))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{id}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -238,12 +238,6 @@ fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
-}
-
-async fn metrics_route(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-) -> axum::response::Response {
-    metrics::metrics(axum::extract::State(state.metrics.clone())).await
 }
 
 async fn health() -> axum::response::Response {

@@ -102,8 +102,10 @@ fn work(
         m.active.fetch_add(1, Ordering::Relaxed);
         let result = run(loaded, &exec, &mut pool, &job, m, shutdown);
         m.active.fetch_sub(1, Ordering::Relaxed);
-        m.cache_bytes
-            .store(pool.len() * meter.per_conversation, Ordering::Relaxed);
+        m.cache_bytes.store(
+            (pool.len() * meter.per_conversation) as u64,
+            Ordering::Relaxed,
+        );
         match result {
             Ok(s) => {
                 m.prefilled.fetch_add(s.prefilled as u64, Ordering::Relaxed);
