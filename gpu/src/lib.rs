@@ -1,43 +1,12 @@
-//! gemma-gpu: the CUDA backend of gemma-rs.
+//! gemma-gpu: GPU backends of gemma-rs behind the core's backend seam.
 //!
-//! Not implemented yet. Until it is, this crate is the stand-in every
-//! caller can compile against: it reports that no device is available, so
-//! frontends fall back to the CPU path and say why.
+//! The kernels are written once (`gpu/kernels/`, a dialect that OpenCL C
+//! 1.2 and CUDA C++ both compile, see [`kernels`]). The OpenCL backend
+//! ([`opencl`]) runs them on any OpenCL device, including the CPU through
+//! PoCL, which is how they are tested on machines without a GPU; the same
+//! source is compiled for NVIDIA's sm_61 by the CUDA compile check.
+//! [`limits`] holds the smallest target's limits, enforced on every launch.
 
-use std::fmt;
-
-/// Why no GPU backend is available.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NoDevice;
-
-impl fmt::Display for NoDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "no CUDA device: the CUDA backend is not implemented in this build"
-        )
-    }
-}
-
-impl std::error::Error for NoDevice {}
-
-/// Number of usable CUDA devices (always 0 in this build).
-pub fn device_count() -> usize {
-    0
-}
-
-/// Opens device `ordinal`; always fails in this build.
-pub fn open(ordinal: usize) -> Result<(), NoDevice> {
-    let _ = ordinal;
-    Err(NoDevice)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reports_no_device_with_a_reason() {
-        assert_eq!(super::device_count(), 0);
-        let e = super::open(0).unwrap_err();
-        assert!(e.to_string().contains("not implemented"));
-    }
-}
+pub mod kernels;
+pub mod limits;
+pub mod opencl;

@@ -229,21 +229,8 @@ impl Backend for CpuBackend<'_> {
     }
 
     fn can_rewind(&self, filled: usize, pos: usize) -> bool {
-        if pos > filled {
-            return false;
-        }
-        let cfg = &self.cfg;
-        self.layers().all(|l| {
-            let cap = self.cache.capacity(l);
-            let need = if cfg.is_local(l) {
-                cfg.sliding_window.min(pos)
-            } else {
-                pos
-            };
-            // Slots of positions [pos - need, pos) must not have been
-            // overwritten by positions [pos, filled).
-            cap >= filled || filled - pos + need <= cap
-        })
+        let cap = |l| self.cache.capacity(l);
+        kv_cache::can_rewind(&self.cfg, self.layers(), cap, filled, pos)
     }
 
     fn begin(&mut self, start: usize, n: usize) -> Result<(), ForwardError> {

@@ -51,6 +51,20 @@ pub struct Matrix<'a> {
     group_stride: usize,
 }
 
+/// Where a [`Matrix`]'s elements lie in its bytes: what a device that
+/// decodes the bytes itself (the GPU kernels) needs besides the encoding
+/// and shape. GGML rows are `row_bytes` apart; a gemma.cpp view follows
+/// [`Matrix`]'s stream rules (`first`, head-major `head_cols`, K/V row
+/// groups), each 0 when unused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub row_bytes: usize,
+    pub first: usize,
+    pub head_cols: usize,
+    pub group_rows: usize,
+    pub group_stride: usize,
+}
+
 impl Default for Matrix<'_> {
     fn default() -> Self {
         Self::empty()
@@ -196,6 +210,17 @@ impl<'a> Matrix<'a> {
         self.data
             .get(start..start.wrapping_add(self.row_bytes))
             .unwrap_or(&[])
+    }
+
+    /// Where the elements lie in [`Self::data`].
+    pub fn layout(&self) -> Layout {
+        Layout {
+            row_bytes: self.row_bytes,
+            first: self.first,
+            head_cols: self.head_cols,
+            group_rows: self.group_rows,
+            group_stride: self.group_stride,
+        }
     }
 
     pub fn row_bytes(&self) -> usize {
