@@ -11,7 +11,7 @@ use gemma_core::kernels::ops::rope_table;
 use gemma_core::model::{
     Act, Backend, ForwardError, Input, Inputs, Mask, Model, ModelConfig, Norm, Rope,
 };
-use gemma_core::weights::{Matrix, Role, TensorId};
+use gemma_core::weights::{Layout, Matrix, Role, TensorId};
 use opencl3::command_queue::CommandQueue;
 use opencl3::kernel::Kernel;
 use opencl3::memory::{Buffer, ClMem};
@@ -32,10 +32,16 @@ struct LayerCache {
 }
 
 /// A weight matrix on the device: its bytes (shared by views of one
-/// stream) and where its elements lie.
+/// stream), its encoding's kernels, and its shape and layout as kernel
+/// arguments.
+#[derive(Clone, Copy)]
 struct DeviceMatrix {
     bytes: usize,
     code: usize,
+    rows: usize,
+    cols: usize,
+    layout: Layout,
+    scale: f32,
 }
 
 /// The kernels of one weight encoding.
@@ -61,12 +67,12 @@ fn kernel(p: &opencl3::program::Program, name: &str) -> Result<Kernel, Unavailab
     Kernel::create(p, name).map_err(|e| super::api(name, e))
 }
 
-/// A backend running `layers` of a model on an OpenCL device.
-pub struct OpenClBackend<'m> {
+/// A backend running `layers` of a model on an OpenCL device. It keeps
+/// no borrow of the model: what it needs of the weights is on the device.
+pub struct OpenClBackend {
     gpu: Arc<Gpu>,
     queue: CommandQueue,
     cfg: ModelConfig,
-    model: &'m Model<'m>,
     layers: Range<usize>,
     max_context: usize,
     max_batch: usize,
@@ -78,8 +84,9 @@ pub struct OpenClBackend<'m> {
     /// of one stream, and a tied output projection, share them).
     bytes: Vec<Buffer<u8>>,
     by_host: HashMap<(usize, usize), usize>,
-    /// Norm gains, decoded to f32, by host address and length.
-    gains: HashMap<(usize, usize), Buffer<f32>>,
+    matrices: HashMap<TensorId, DeviceMatrix>,
+    /// Norm gains, decoded to f32: a buffer and its length.
+    gains: HashMap<TensorId, (Buffer<f32>, usize)>,
     acts: Vec<Buffer<f32>>,
     caches: Vec<LayerCache>,
     cos: Vec<Buffer<f32>>,
@@ -98,7 +105,7 @@ pub struct OpenClBackend<'m> {
 // SAFETY: the OpenCL objects the backend holds (queue, kernels, buffers)
 // are used from one thread at a time (`Backend` takes `&mut self`), and
 // OpenCL allows objects to move between threads.
-unsafe impl Send for OpenClBackend<'_> {}
+unsafe impl Send for OpenClBackend {}
 
 fn host_key(m: &Matrix) -> (usize, usize) {
     (m.data.as_ptr() as usize, m.data.len())
@@ -130,14 +137,14 @@ const NORMS: [Role; 6] = [
     Role::PostFfwNorm,
 ];
 
-impl<'m> OpenClBackend<'m> {
+impl OpenClBackend {
     /// A backend for `layers` of `model` on `gpu`, with a cache of
     /// `max_context` positions and passes of up to `max_batch` tokens.
     /// Uploads the layers' weights, the embedding, the final norm and the
     /// output projection.
     pub fn new(
         gpu: Arc<Gpu>,
-        model: &'m Model<'m>,
+        model: &Model,
         layers: Range<usize>,
         max_context: usize,
         max_batch: usize,
@@ -200,7 +207,6 @@ impl<'m> OpenClBackend<'m> {
         let mut me = Self {
             queue,
             cfg,
-            model,
             layers: layers.clone(),
             max_context,
             max_batch,
@@ -208,6 +214,7 @@ impl<'m> OpenClBackend<'m> {
             matmul: (0..ENCODINGS.len()).map(|_| None).collect(),
             bytes: Vec::new(),
             by_host: HashMap::new(),
+            matrices: HashMap::new(),
             gains: HashMap::new(),
             acts,
             caches,
@@ -225,15 +232,20 @@ impl<'m> OpenClBackend<'m> {
             gpu,
         };
         let w = &model.weights;
-        me.upload_matrix(&w.embed)?;
-        me.upload_matrix(&w.output)?;
-        me.upload_gain(&w.final_norm)?;
+        for role in [Role::Embedding, Role::Output] {
+            let id = TensorId::global(role);
+            me.upload_matrix(id, w.get(id))?;
+        }
+        let id = TensorId::global(Role::FinalNorm);
+        me.upload_gain(id, w.get(id))?;
         for l in layers {
             for role in PRODUCTS {
-                me.upload_matrix(w.get(TensorId::layer(role, l)))?;
+                let id = TensorId::layer(role, l);
+                me.upload_matrix(id, w.get(id))?;
             }
             for role in NORMS {
-                me.upload_gain(w.get(TensorId::layer(role, l)))?;
+                let id = TensorId::layer(role, l);
+                me.upload_gain(id, w.get(id))?;
             }
         }
         Ok(me)
@@ -249,7 +261,7 @@ impl<'m> OpenClBackend<'m> {
         self.last_error.as_deref()
     }
 
-    fn upload_matrix(&mut self, m: &Matrix<'m>) -> Result<(), Unavailable> {
+    fn upload_matrix(&mut self, id: TensorId, m: &Matrix) -> Result<(), Unavailable> {
         if m.is_empty() {
             return Ok(());
         }
@@ -263,16 +275,29 @@ impl<'m> OpenClBackend<'m> {
             });
         }
         let key = host_key(m);
-        if !self.by_host.contains_key(&key) {
-            let buf = upload(&self.gpu.context, m.data).map_err(Unavailable::Api)?;
-            self.by_host.insert(key, self.bytes.len());
-            self.bytes.push(buf);
-        }
+        let bytes = match self.by_host.get(&key) {
+            Some(&i) => i,
+            None => {
+                let buf = upload(&self.gpu.context, m.data).map_err(Unavailable::Api)?;
+                self.bytes.push(buf);
+                self.by_host.insert(key, self.bytes.len() - 1);
+                self.bytes.len() - 1
+            }
+        };
+        let dm = DeviceMatrix {
+            bytes,
+            code,
+            rows: m.rows,
+            cols: m.cols,
+            layout: m.layout(),
+            scale: m.scale,
+        };
+        self.matrices.insert(id, dm);
         Ok(())
     }
 
-    fn upload_gain(&mut self, m: &Matrix<'m>) -> Result<(), Unavailable> {
-        if m.is_empty() || self.gains.contains_key(&host_key(m)) {
+    fn upload_gain(&mut self, id: TensorId, m: &Matrix) -> Result<(), Unavailable> {
+        if m.is_empty() {
             return Ok(());
         }
         // Gains are vectors (a few KiB): decoded once to f32 here.
@@ -283,7 +308,7 @@ impl<'m> OpenClBackend<'m> {
             }
         }
         let buf = upload(&self.gpu.context, &g).map_err(Unavailable::Api)?;
-        self.gains.insert(host_key(m), buf);
+        self.gains.insert(id, (buf, g.len()));
         Ok(())
     }
 
@@ -293,17 +318,17 @@ impl<'m> OpenClBackend<'m> {
         ForwardError::Device(op)
     }
 
-    fn device_matrix(&self, m: &Matrix) -> Option<DeviceMatrix> {
-        let bytes = *self.by_host.get(&host_key(m))?;
-        let code = ENCODINGS.iter().position(|e| *e == m.enc)?;
-        self.matmul[code].as_ref()?;
-        Some(DeviceMatrix { bytes, code })
+    fn device_matrix(&self, id: TensorId) -> Result<DeviceMatrix, ForwardError> {
+        self.matrices
+            .get(&id)
+            .copied()
+            .ok_or(ForwardError::Mismatch)
     }
 
-    fn matrix_args(&self, m: &Matrix, dm: &DeviceMatrix) -> [Arg; 9] {
-        let l = m.layout();
+    fn matrix_args(&self, m: &DeviceMatrix) -> [Arg; 9] {
+        let l = m.layout;
         [
-            Arg::Mem(self.bytes[dm.bytes].get()),
+            Arg::Mem(self.bytes[m.bytes].get()),
             Arg::I32(m.rows as i32),
             Arg::I32(m.cols as i32),
             Arg::I64(l.row_bytes as i64),
@@ -327,15 +352,12 @@ impl<'m> OpenClBackend<'m> {
     }
 
     /// `y[t] = W x[t]` for `n` rows of `x` (buffers given as arguments).
-    fn product(&mut self, m: &Matrix, x: Arg, y: Arg, n: usize) -> Result<(), ForwardError> {
-        let Some(dm) = self.device_matrix(m) else {
-            return Err(ForwardError::Mismatch);
-        };
-        let mut args = self.matrix_args(m, &dm).to_vec();
+    fn product(&mut self, dm: &DeviceMatrix, x: Arg, y: Arg, n: usize) -> Result<(), ForwardError> {
+        let mut args = self.matrix_args(dm).to_vec();
         let ks = self.matmul[dm.code]
             .as_ref()
             .ok_or(ForwardError::Mismatch)?;
-        let blocks = m.rows.div_ceil(kernels::MM_ROWS);
+        let blocks = dm.rows.div_ceil(kernels::MM_ROWS);
         let threads = kernels::MM_ROWS * 32;
         args.extend([x, y]);
         let r = if n == 1 {
@@ -387,15 +409,10 @@ impl<'m> OpenClBackend<'m> {
         width: usize,
         rows: usize,
     ) -> Result<(), ForwardError> {
-        let g = self.model.weights.get(norm.gain);
-        if g.rows != 1 || g.cols != width {
-            return Err(ForwardError::Mismatch);
-        }
-        let gain = self
-            .gains
-            .get(&host_key(g))
-            .ok_or(ForwardError::Mismatch)?
-            .get();
+        let gain = match self.gains.get(&norm.gain) {
+            Some((g, len)) if *len == width => g.get(),
+            _ => return Err(ForwardError::Mismatch),
+        };
         let args = [
             src,
             dst,
@@ -479,7 +496,7 @@ impl<'m> OpenClBackend<'m> {
             n * d,
         );
         r.map_err(|e| self.fail("logits", e))?;
-        let w = self.model.weights.output;
+        let w = self.device_matrix(TensorId::global(Role::Output))?;
         if w.cols != d || w.rows != vocab {
             return Err(ForwardError::Mismatch);
         }
@@ -502,7 +519,7 @@ enum Elementwise {
     Softcap,
 }
 
-impl Backend for OpenClBackend<'_> {
+impl Backend for OpenClBackend {
     fn max_batch(&self) -> usize {
         self.max_batch
     }
@@ -563,14 +580,13 @@ impl Backend for OpenClBackend<'_> {
                 Input::Embedding(_) => {}
             }
         }
-        let table = self.model.weights.embed;
-        let dm = self.device_matrix(&table).ok_or(ForwardError::Mismatch)?;
-        if table.cols != d {
+        let dm = self.device_matrix(TensorId::global(Role::Embedding))?;
+        if dm.cols != d {
             return Err(ForwardError::Mismatch);
         }
         let r = buffers::write(&self.queue, &mut self.tokens, 0, &ids);
         r.map_err(|e| self.fail("embed", e))?;
-        let mut args = self.matrix_args(&table, &dm).to_vec();
+        let mut args = self.matrix_args(&dm).to_vec();
         args.extend([
             Arg::Mem(self.tokens.get()),
             self.act(Act::X),
@@ -635,7 +651,7 @@ impl Backend for OpenClBackend<'_> {
     }
 
     fn matmul(&mut self, w: TensorId, src: Act, dst: Act) -> Result<(), ForwardError> {
-        let m = *self.model.weights.get(w);
+        let m = self.device_matrix(w)?;
         if m.cols != src.width(&self.cfg) || m.rows != dst.width(&self.cfg) || src == dst {
             return Err(ForwardError::Mismatch);
         }
