@@ -3,7 +3,8 @@
 //! that stay on the device; only logits (or a greedy token) and hand-over
 //! rows come back.
 
-use super::buffers::{self, alloc, launch, upload, Arg};
+use super::buffers::{self, alloc, launch, Arg};
+use super::weights::{DeviceMatrix, DeviceWeights};
 use super::{Gpu, Unavailable};
 use crate::kernels::{self, ENCODINGS};
 use gemma_core::cpu::kv_cache;
@@ -11,11 +12,10 @@ use gemma_core::kernels::ops::rope_table;
 use gemma_core::model::{
     Act, Backend, ForwardError, Input, Inputs, Mask, Model, ModelConfig, Norm, Rope,
 };
-use gemma_core::weights::{Layout, Matrix, Role, TensorId};
+use gemma_core::weights::{Role, TensorId};
 use opencl3::command_queue::CommandQueue;
 use opencl3::kernel::Kernel;
 use opencl3::memory::{Buffer, ClMem};
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -29,19 +29,6 @@ struct LayerCache {
     keys: Buffer<f32>,
     values: Buffer<f32>,
     capacity: usize,
-}
-
-/// A weight matrix on the device: its bytes (shared by views of one
-/// stream), its encoding's kernels, and its shape and layout as kernel
-/// arguments.
-#[derive(Clone, Copy)]
-struct DeviceMatrix {
-    bytes: usize,
-    code: usize,
-    rows: usize,
-    cols: usize,
-    layout: Layout,
-    scale: f32,
 }
 
 /// The kernels of one weight encoding.
@@ -70,23 +57,16 @@ fn kernel(p: &opencl3::program::Program, name: &str) -> Result<Kernel, Unavailab
 /// A backend running `layers` of a model on an OpenCL device. It keeps
 /// no borrow of the model: what it needs of the weights is on the device.
 pub struct OpenClBackend {
-    gpu: Arc<Gpu>,
+    weights: Arc<DeviceWeights>,
     queue: CommandQueue,
     cfg: ModelConfig,
     layers: Range<usize>,
     max_context: usize,
     max_batch: usize,
     ops: OpsKernels,
-    /// By encoding code ([`ENCODINGS`] order), built for the encodings the
-    /// model uses.
+    /// By encoding code ([`ENCODINGS`] order), for the encodings the
+    /// weights use.
     matmul: Vec<Option<MatmulKernels>>,
-    /// Uploaded weight bytes, by the host bytes' address and length (views
-    /// of one stream, and a tied output projection, share them).
-    bytes: Vec<Buffer<u8>>,
-    by_host: HashMap<(usize, usize), usize>,
-    matrices: HashMap<TensorId, DeviceMatrix>,
-    /// Norm gains, decoded to f32: a buffer and its length.
-    gains: HashMap<TensorId, (Buffer<f32>, usize)>,
     acts: Vec<Buffer<f32>>,
     caches: Vec<LayerCache>,
     cos: Vec<Buffer<f32>>,
@@ -107,41 +87,13 @@ pub struct OpenClBackend {
 // OpenCL allows objects to move between threads.
 unsafe impl Send for OpenClBackend {}
 
-fn host_key(m: &Matrix) -> (usize, usize) {
-    (m.data.as_ptr() as usize, m.data.len())
-}
-
-fn code_of(m: &Matrix) -> Result<usize, Unavailable> {
-    ENCODINGS
-        .iter()
-        .position(|e| *e == m.enc)
-        .ok_or_else(|| Unavailable::Api(format!("no kernel for encoding {:?}", m.enc)))
-}
-
-/// The roles whose matrices the products read, and the norm gains.
-const PRODUCTS: [Role; 7] = [
-    Role::Q,
-    Role::K,
-    Role::V,
-    Role::O,
-    Role::Gate,
-    Role::Up,
-    Role::Down,
-];
-const NORMS: [Role; 6] = [
-    Role::AttnNorm,
-    Role::QNorm,
-    Role::KNorm,
-    Role::PostAttnNorm,
-    Role::FfnNorm,
-    Role::PostFfwNorm,
-];
-
 impl OpenClBackend {
     /// A backend for `layers` of `model` on `gpu`, with a cache of
     /// `max_context` positions and passes of up to `max_batch` tokens.
     /// Uploads the layers' weights, the embedding, the final norm and the
     /// output projection.
+    /// Uploads `layers` of `model` to `gpu` and makes a backend for them
+    /// (see [`Self::with_weights`]).
     pub fn new(
         gpu: Arc<Gpu>,
         model: &Model,
@@ -149,7 +101,22 @@ impl OpenClBackend {
         max_context: usize,
         max_batch: usize,
     ) -> Result<Self, Unavailable> {
-        let cfg = model.config;
+        let weights = DeviceWeights::upload(gpu, model, layers)?;
+        Self::with_weights(weights, &model.config, max_context, max_batch)
+    }
+
+    /// A backend for the layers of `weights` (of a model configured as
+    /// `cfg`), with a cache of `max_context` positions and passes of up to
+    /// `max_batch` tokens.
+    pub fn with_weights(
+        weights: Arc<DeviceWeights>,
+        cfg: &ModelConfig,
+        max_context: usize,
+        max_batch: usize,
+    ) -> Result<Self, Unavailable> {
+        let cfg = *cfg;
+        let layers = weights.layers();
+        let gpu = weights.gpu.clone();
         let bad = |what: &str| Unavailable::Api(what.to_string());
         if max_context == 0
             || max_batch == 0
@@ -204,18 +171,23 @@ impl OpenClBackend {
             .map(|_| a(max_batch * half))
             .collect::<Result<Vec<_>, _>>()?;
         let ints = |len| alloc::<i32>(ctx, len).map_err(Unavailable::Api);
-        let mut me = Self {
+        let mut matmul: Vec<_> = (0..ENCODINGS.len()).map(|_| None).collect();
+        for code in weights.codes() {
+            let p = gpu.matmul(ENCODINGS[code])?;
+            matmul[code] = Some(MatmulKernels {
+                matvec: kernel(&p, "matvec")?,
+                tiled: kernel(&p, "matmul_tiled")?,
+                embed: kernel(&p, "embed")?,
+            });
+        }
+        Ok(Self {
             queue,
             cfg,
             layers: layers.clone(),
             max_context,
             max_batch,
             ops,
-            matmul: (0..ENCODINGS.len()).map(|_| None).collect(),
-            bytes: Vec::new(),
-            by_host: HashMap::new(),
-            matrices: HashMap::new(),
-            gains: HashMap::new(),
+            matmul,
             acts,
             caches,
             cos,
@@ -229,31 +201,18 @@ impl OpenClBackend {
             start: 0,
             n: 0,
             last_error: None,
-            gpu,
-        };
-        let w = &model.weights;
-        for role in [Role::Embedding, Role::Output] {
-            let id = TensorId::global(role);
-            me.upload_matrix(id, w.get(id))?;
-        }
-        let id = TensorId::global(Role::FinalNorm);
-        me.upload_gain(id, w.get(id))?;
-        for l in layers {
-            for role in PRODUCTS {
-                let id = TensorId::layer(role, l);
-                me.upload_matrix(id, w.get(id))?;
-            }
-            for role in NORMS {
-                let id = TensorId::layer(role, l);
-                me.upload_gain(id, w.get(id))?;
-            }
-        }
-        Ok(me)
+            weights,
+        })
     }
 
     /// The device it runs on.
     pub fn gpu(&self) -> &Gpu {
-        &self.gpu
+        &self.weights.gpu
+    }
+
+    /// The weights it runs on (shared with other backends).
+    pub fn weights(&self) -> &Arc<DeviceWeights> {
+        &self.weights
     }
 
     /// What the last [`ForwardError::Device`] was about, in full.
@@ -261,83 +220,10 @@ impl OpenClBackend {
         self.last_error.as_deref()
     }
 
-    fn upload_matrix(&mut self, id: TensorId, m: &Matrix) -> Result<(), Unavailable> {
-        if m.is_empty() {
-            return Ok(());
-        }
-        let code = code_of(m)?;
-        if self.matmul[code].is_none() {
-            let p = self.gpu.matmul(ENCODINGS[code])?;
-            self.matmul[code] = Some(MatmulKernels {
-                matvec: kernel(&p, "matvec")?,
-                tiled: kernel(&p, "matmul_tiled")?,
-                embed: kernel(&p, "embed")?,
-            });
-        }
-        let key = host_key(m);
-        let bytes = match self.by_host.get(&key) {
-            Some(&i) => i,
-            None => {
-                let buf = upload(&self.gpu.context, m.data).map_err(Unavailable::Api)?;
-                self.bytes.push(buf);
-                self.by_host.insert(key, self.bytes.len() - 1);
-                self.bytes.len() - 1
-            }
-        };
-        let dm = DeviceMatrix {
-            bytes,
-            code,
-            rows: m.rows,
-            cols: m.cols,
-            layout: m.layout(),
-            scale: m.scale,
-        };
-        self.matrices.insert(id, dm);
-        Ok(())
-    }
-
-    fn upload_gain(&mut self, id: TensorId, m: &Matrix) -> Result<(), Unavailable> {
-        if m.is_empty() {
-            return Ok(());
-        }
-        // Gains are vectors (a few KiB): decoded once to f32 here.
-        let mut g = vec![0f32; m.rows * m.cols];
-        for (r, row) in g.chunks_exact_mut(m.cols).enumerate() {
-            if !m.decode_span(r, 0, row) {
-                return Err(Unavailable::Api("a norm gain could not be decoded".into()));
-            }
-        }
-        let buf = upload(&self.gpu.context, &g).map_err(Unavailable::Api)?;
-        self.gains.insert(id, (buf, g.len()));
-        Ok(())
-    }
-
     /// Records a device failure's detail and names the operation.
     fn fail(&mut self, op: &'static str, detail: String) -> ForwardError {
         self.last_error = Some(format!("{op}: {detail}"));
         ForwardError::Device(op)
-    }
-
-    fn device_matrix(&self, id: TensorId) -> Result<DeviceMatrix, ForwardError> {
-        self.matrices
-            .get(&id)
-            .copied()
-            .ok_or(ForwardError::Mismatch)
-    }
-
-    fn matrix_args(&self, m: &DeviceMatrix) -> [Arg; 9] {
-        let l = m.layout;
-        [
-            Arg::Mem(self.bytes[m.bytes].get()),
-            Arg::I32(m.rows as i32),
-            Arg::I32(m.cols as i32),
-            Arg::I64(l.row_bytes as i64),
-            Arg::I64(l.first as i64),
-            Arg::I32(l.head_cols as i32),
-            Arg::I32(l.group_rows as i32),
-            Arg::I32(l.group_stride as i32),
-            Arg::F32(m.scale),
-        ]
     }
 
     fn act(&self, a: Act) -> Arg {
@@ -353,7 +239,7 @@ impl OpenClBackend {
 
     /// `y[t] = W x[t]` for `n` rows of `x` (buffers given as arguments).
     fn product(&mut self, dm: &DeviceMatrix, x: Arg, y: Arg, n: usize) -> Result<(), ForwardError> {
-        let mut args = self.matrix_args(dm).to_vec();
+        let mut args = self.weights.args(dm).to_vec();
         let ks = self.matmul[dm.code]
             .as_ref()
             .ok_or(ForwardError::Mismatch)?;
@@ -409,14 +295,14 @@ impl OpenClBackend {
         width: usize,
         rows: usize,
     ) -> Result<(), ForwardError> {
-        let gain = match self.gains.get(&norm.gain) {
-            Some((g, len)) if *len == width => g.get(),
-            _ => return Err(ForwardError::Mismatch),
-        };
+        let gain = self
+            .weights
+            .gain(norm.gain, width)
+            .ok_or(ForwardError::Mismatch)?;
         let args = [
             src,
             dst,
-            Arg::Mem(gain),
+            gain,
             Arg::I32(width as i32),
             Arg::F32(norm.eps),
             Arg::F32(if norm.plus_one { 1.0 } else { 0.0 }),
@@ -496,7 +382,10 @@ impl OpenClBackend {
             n * d,
         );
         r.map_err(|e| self.fail("logits", e))?;
-        let w = self.device_matrix(TensorId::global(Role::Output))?;
+        let w = self
+            .weights
+            .matrix(TensorId::global(Role::Output))
+            .ok_or(ForwardError::Mismatch)?;
         if w.cols != d || w.rows != vocab {
             return Err(ForwardError::Mismatch);
         }
@@ -580,13 +469,16 @@ impl Backend for OpenClBackend {
                 Input::Embedding(_) => {}
             }
         }
-        let dm = self.device_matrix(TensorId::global(Role::Embedding))?;
+        let dm = self
+            .weights
+            .matrix(TensorId::global(Role::Embedding))
+            .ok_or(ForwardError::Mismatch)?;
         if dm.cols != d {
             return Err(ForwardError::Mismatch);
         }
         let r = buffers::write(&self.queue, &mut self.tokens, 0, &ids);
         r.map_err(|e| self.fail("embed", e))?;
-        let mut args = self.matrix_args(&dm).to_vec();
+        let mut args = self.weights.args(&dm).to_vec();
         args.extend([
             Arg::Mem(self.tokens.get()),
             self.act(Act::X),
@@ -651,7 +543,7 @@ impl Backend for OpenClBackend {
     }
 
     fn matmul(&mut self, w: TensorId, src: Act, dst: Act) -> Result<(), ForwardError> {
-        let m = self.device_matrix(w)?;
+        let m = self.weights.matrix(w).ok_or(ForwardError::Mismatch)?;
         if m.cols != src.width(&self.cfg) || m.rows != dst.width(&self.cfg) || src == dst {
             return Err(ForwardError::Mismatch);
         }

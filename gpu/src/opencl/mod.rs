@@ -7,8 +7,10 @@
 
 mod backend;
 mod buffers;
+mod weights;
 
 pub use backend::OpenClBackend;
+pub use weights::DeviceWeights;
 
 use crate::kernels::{self, Program as Source};
 use crate::limits;
@@ -75,6 +77,8 @@ pub struct DeviceInfo {
     pub platform: String,
     pub name: String,
     pub vendor: String,
+    /// CL_DEVICE_TYPE: `GPU`, `CPU` (e.g. PoCL), `accelerator` or `other`.
+    pub kind: &'static str,
     pub driver: String,
     pub version: String,
     pub global_mem: u64,
@@ -89,11 +93,12 @@ impl fmt::Display for DeviceInfo {
         let mib = |b: u64| b / (1024 * 1024);
         write!(
             f,
-            "opencl:{} {} ({}; {})\n    memory {} MiB, largest buffer {} MiB, shared {} KiB, \
+            "opencl:{} {} ({} {}; {})\n    memory {} MiB, largest buffer {} MiB, shared {} KiB, \
              {} compute units, blocks up to {} threads\n    driver {}, {}",
             self.index,
             self.name,
             self.vendor,
+            self.kind,
             self.platform,
             mib(self.global_mem),
             mib(self.max_alloc),
@@ -128,6 +133,27 @@ fn device_ids() -> Result<Vec<(String, Device)>, Unavailable> {
     Ok(out)
 }
 
+fn kind_name(t: opencl3::types::cl_device_type) -> &'static str {
+    use opencl3::device::{CL_DEVICE_TYPE_ACCELERATOR, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU};
+    if t & CL_DEVICE_TYPE_GPU != 0 {
+        "GPU"
+    } else if t & CL_DEVICE_TYPE_CPU != 0 {
+        "CPU"
+    } else if t & CL_DEVICE_TYPE_ACCELERATOR != 0 {
+        "accelerator"
+    } else {
+        "other"
+    }
+}
+
+impl DeviceInfo {
+    /// Whether the device is the host's CPU (PoCL): correct, but slower
+    /// than the CPU backend, so `--device auto` does not pick it.
+    pub fn is_cpu(&self) -> bool {
+        self.kind == "CPU"
+    }
+}
+
 /// The devices OpenCL offers.
 pub fn devices() -> Result<Vec<DeviceInfo>, Unavailable> {
     let ids = device_ids()?;
@@ -140,6 +166,7 @@ pub fn devices() -> Result<Vec<DeviceInfo>, Unavailable> {
                 platform,
                 name: d.name().map_err(q)?,
                 vendor: d.vendor().map_err(q)?,
+                kind: kind_name(d.dev_type().map_err(q)?),
                 driver: d.driver_version().map_err(q)?,
                 version: d.version().map_err(q)?,
                 global_mem: d.global_mem_size().map_err(q)?,
