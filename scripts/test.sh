@@ -10,6 +10,10 @@
 #   talk to `gemma serve` with OpenAI's own client and parse its /metrics
 #   with Prometheus' own parser): pip, into ~/.cache/gemma-rs/python when
 #   python3 cannot import them already, so nothing is installed system-wide.
+# - NVRTC 12.x (the `nvidia-cuda-nvrtc-cu12` wheel: gemma-gpu's cuda_compile
+#   test compiles every kernel as CUDA C for sm_61, the GTX 1050, which CUDA
+#   13 dropped): pip, into the same ~/.cache/gemma-rs/python, where the test
+#   loads libnvrtc.so.12 from; no CUDA toolkit or GPU is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +47,14 @@ if ! python3 -c "$py_imports" 2>/dev/null; then
     mkdir -p "$py"
     python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --target "$py" openai prometheus-client
   fi
+fi
+
+# NVRTC for the CUDA compile check (gpu/tests/cuda_compile.rs).
+nvrtc="$cache/python/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
+if [ -z "${GEMMA_NVRTC:-}" ] && [ ! -e "$nvrtc" ]; then
+  echo "scripts/test.sh: installing nvidia-cuda-nvrtc-cu12 12.x into $cache/python" >&2
+  mkdir -p "$cache/python"
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --target "$cache/python" 'nvidia-cuda-nvrtc-cu12==12.*'
 fi
 
 if [ $# -gt 0 ]; then

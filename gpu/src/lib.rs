@@ -10,3 +10,24 @@
 pub mod kernels;
 pub mod limits;
 pub mod opencl;
+
+/// For test suites: a test that cannot run here (no OpenCL device, no
+/// NVRTC) prints `NOT RUN: <test>: <why>` and appends it to
+/// `$GEMMA_NOT_RUN_LOG` (CI prints that list), except under CI (`CI` set),
+/// which installs PoCL and NVRTC and so must never skip: there it panics.
+pub fn not_run(test: &str, why: &dyn std::fmt::Display) {
+    use std::io::Write;
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: CI must run this test, but {why}");
+    }
+    eprintln!("NOT RUN: {test}: {why}");
+    if let Some(path) = std::env::var_os("GEMMA_NOT_RUN_LOG") {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut f) = f {
+            let _ = writeln!(f, "gpu {test}: {why}");
+        }
+    }
+}

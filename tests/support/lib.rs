@@ -173,8 +173,36 @@ pub fn teacher_forced_stats(
     i: usize,
     tol: &Tolerances,
 ) -> Forced {
-    use gemma_core::generate::Session;
     use gemma_platform::{SessionBuffers, WorkerPool};
+    let model = loaded.model();
+    let total = golden_len(i);
+    let exec = WorkerPool::new(0).unwrap();
+    let batch = 64;
+    let mut bufs = SessionBuffers::new(&model.config, total, batch).unwrap();
+    let precision = loaded.precision();
+    let parts = bufs.cpu(&model, &exec, precision).unwrap();
+    let mut backend = parts.backend;
+    let label = format!("{precision:?}");
+    teacher_forced_on(&model, &mut backend, &label, i, tol)
+}
+
+/// Positions golden prompt `i` teacher-forces: its input and greedy ids.
+pub fn golden_len(i: usize) -> usize {
+    let p = &goldens()["prompts"][i];
+    u32s(&p["input_ids"]).len() + u32s(&p["greedy_ids"]).len()
+}
+
+/// [`teacher_forced_stats`] on a given backend (whose context holds at
+/// least [`golden_len`] positions), e.g. a GPU one; `label` names it in the
+/// summary line.
+pub fn teacher_forced_on(
+    model: &gemma_core::model::Model,
+    backend: &mut dyn gemma_core::model::Backend,
+    label: &str,
+    i: usize,
+    tol: &Tolerances,
+) -> Forced {
+    use gemma_core::generate::Session;
     let p = &goldens()["prompts"][i];
     let input = u32s(&p["input_ids"]);
     let greedy = u32s(&p["greedy_ids"]);
@@ -182,17 +210,13 @@ pub fn teacher_forced_stats(
     let prompt_argmax = u32s(&p["prompt_argmax"]);
     assert_eq!(steps.len(), greedy.len() + 1);
     let total = input.len() + greedy.len();
-
-    let model = loaded.model();
     let vocab = model.config.vocab_size;
-    let exec = WorkerPool::new(0).unwrap();
-    let batch = 64;
-    let mut bufs = SessionBuffers::new(&model.config, total, batch).unwrap();
-    let precision = loaded.precision();
-    let parts = bufs.cpu(&model, &exec, precision).unwrap();
-    let mut backend = parts.backend;
-    let mut session =
-        Session::new(&model.config, &mut backend, parts.logits, parts.candidates).unwrap();
+    let (mut row, mut candidates) = (
+        vec![0f32; vocab],
+        vec![gemma_core::sampling::Candidate::default(); vocab],
+    );
+    let mut session = Session::new(&model.config, backend, &mut row, &mut candidates).unwrap();
+    let batch = session.max_batch();
     let last_prompt = input.len() - 1;
     let mut worst = 0f32;
     let mut kl_sum = 0f64;
@@ -250,9 +274,8 @@ pub fn teacher_forced_stats(
     }
     assert_eq!(pos, total);
     eprintln!(
-        "prompt {i} ({:?}): {total} positions, worst top-20 logit difference {worst:.2e}, \
+        "prompt {i} ({label}): {total} positions, worst top-20 logit difference {worst:.2e}, \
          mean top-20 KL {:.3e}",
-        precision,
         kl_sum / kl_steps.max(1) as f64
     );
     Forced {

@@ -272,3 +272,15 @@ impl Gpu {
         Ok(())
     }
 }
+
+/// Device 0 for a test suite, or `None` after [`crate::not_run`] (which
+/// panics under CI instead of skipping).
+pub fn test_device(test: &str) -> Option<Arc<Gpu>> {
+    match open(0) {
+        Ok(gpu) => Some(gpu),
+        Err(why) => {
+            crate::not_run(test, &why);
+            None
+        }
+    }
+}
