@@ -4,7 +4,7 @@
 //! Shapes are Gemma 3 270M's: the 2048 -> 640 FFW down projection and the
 //! 262144-row output projection, and a matrix too large for any cache.
 
-use gemma_benches::random_matrix_bytes;
+use gemma_platform::synthetic::random_matrix_bytes;
 use gemma_core::exec::Serial;
 use gemma_core::kernels::matmul::matmul_with;
 use gemma_core::kernels::{Arith, Precision};

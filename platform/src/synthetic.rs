@@ -6,6 +6,7 @@
 //! and a SentencePiece vocabulary with byte fallback.
 
 use crate::gguf_writer::{GgufWriter, MetaValue};
+use gemma_core::quant::WeightType;
 use gemma_core::weights::{Role, TensorId};
 
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +22,10 @@ pub struct TinySpec {
     pub sliding_window: u32,
     pub context_length: u32,
     pub seed: u64,
+    /// How the embedding and the matrices are stored (norm gains stay
+    /// F32). Quantized types hold random blocks whose scales give values
+    /// of the size an F32 model's would have.
+    pub weight_type: WeightType,
 }
 
 impl Default for TinySpec {
@@ -36,6 +41,7 @@ impl Default for TinySpec {
             sliding_window: 4,
             context_length: 64,
             seed: 7,
+            weight_type: WeightType::F32,
         }
     }
 }
@@ -92,6 +98,60 @@ impl Rng {
 
     fn fill(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// f16 scale fields of a quantized block: (byte offset, value as a
+/// fraction of the wanted amplitude), chosen so that decoded values span
+/// about `[-amplitude, amplitude]` whatever the random payload.
+fn scale_fields(ty: WeightType) -> &'static [(usize, f32)] {
+    match ty {
+        WeightType::Q4_0 => &[(0, 1.0 / 8.0)],
+        WeightType::Q4_1 => &[(0, 1.0 / 8.0), (2, -1.0)],
+        WeightType::Q5_0 => &[(0, 1.0 / 16.0)],
+        WeightType::Q5_1 => &[(0, 1.0 / 16.0), (2, -1.0)],
+        WeightType::Q8_0 => &[(0, 1.0 / 128.0)],
+        WeightType::Q4K => &[(0, 1.0 / (32.0 * 15.0)), (2, 1.0 / 64.0)],
+        WeightType::Q5K => &[(0, 1.0 / (32.0 * 31.0)), (2, 1.0 / 64.0)],
+        WeightType::Q6K => &[(208, 1.0 / (64.0 * 32.0))],
+        WeightType::F32 | WeightType::F16 | WeightType::BF16 => &[],
+    }
+}
+
+/// `values` (`rows x cols`, used as they are for float types) stored as
+/// `ty`: float types convert them; quantized types get random payloads
+/// with scales for values of about `amplitude`.
+fn encode_matrix(
+    ty: WeightType,
+    values: &[f32],
+    cols: usize,
+    amplitude: f32,
+    rng: &mut Rng,
+) -> Vec<u8> {
+    match ty {
+        WeightType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        WeightType::F16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_bits().to_le_bytes())
+            .collect(),
+        WeightType::BF16 => values
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_bits().to_le_bytes())
+            .collect(),
+        _ => {
+            let rows = values.len() / cols;
+            let len = ty.row_bytes(cols).expect("whole blocks") * rows;
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|_| (rng.next() * 128.0 + 128.0) as u8)
+                .collect();
+            for block in bytes.chunks_exact_mut(ty.block_bytes()) {
+                for &(at, f) in scale_fields(ty) {
+                    let h = half::f16::from_f32(amplitude * f).to_bits().to_le_bytes();
+                    block[at..at + 2].copy_from_slice(&h);
+                }
+            }
+            bytes
+        }
     }
 }
 
@@ -164,25 +224,24 @@ pub fn tiny_model(spec: &TinySpec) -> Vec<u8> {
         |rng: &mut Rng, n: u64| -> Vec<f32> { (0..n).map(|_| 1.0 + 0.2 * rng.next()).collect() };
     let g = gain(&mut rng, d);
     w.tensor_f32(&TensorId::global(Role::FinalNorm).gguf_name(), &[d], &g);
-    let e = rng.fill((vocab * d) as usize, 0.5);
-    w.tensor_f32(
-        &TensorId::global(Role::Embedding).gguf_name(),
-        &[d, vocab],
-        &e,
-    );
+    let ty = spec.weight_type;
+    // A matrix of `cols` inputs, stored as the spec says.
+    let matrix = |w: &mut GgufWriter, rng: &mut Rng, name: &str, cols: u64, rows: u64, amp: f32| {
+        let v = rng.fill((rows * cols) as usize, amp);
+        let bytes = encode_matrix(ty, &v, cols as usize, amp, rng);
+        w.tensor_raw(name, &[cols, rows], ty.ggml_id(), bytes);
+    };
+    let embedding = TensorId::global(Role::Embedding).gguf_name();
+    matrix(&mut w, &mut rng, &embedding, d, vocab, 0.5);
     for l in 0..spec.n_layers {
         let name = |role| TensorId::layer(role, l as usize).gguf_name().to_string();
         let inv = |n: u64| 1.0 / (n as f32).sqrt();
         let t = gain(&mut rng, d);
         w.tensor_f32(&name(Role::AttnNorm), &[d], &t);
-        let t = rng.fill((q * d) as usize, inv(d));
-        w.tensor_f32(&name(Role::Q), &[d, q], &t);
-        let t = rng.fill((kv * d) as usize, inv(d));
-        w.tensor_f32(&name(Role::K), &[d, kv], &t);
-        let t = rng.fill((kv * d) as usize, inv(d));
-        w.tensor_f32(&name(Role::V), &[d, kv], &t);
-        let t = rng.fill((d * q) as usize, inv(q));
-        w.tensor_f32(&name(Role::O), &[q, d], &t);
+        matrix(&mut w, &mut rng, &name(Role::Q), d, q, inv(d));
+        matrix(&mut w, &mut rng, &name(Role::K), d, kv, inv(d));
+        matrix(&mut w, &mut rng, &name(Role::V), d, kv, inv(d));
+        matrix(&mut w, &mut rng, &name(Role::O), q, d, inv(q));
         if a == "gemma3" {
             let t = gain(&mut rng, hd);
             w.tensor_f32(&name(Role::QNorm), &[hd], &t);
@@ -195,16 +254,66 @@ pub fn tiny_model(spec: &TinySpec) -> Vec<u8> {
         }
         let t = gain(&mut rng, d);
         w.tensor_f32(&name(Role::FfnNorm), &[d], &t);
-        let t = rng.fill((ff * d) as usize, inv(d));
-        w.tensor_f32(&name(Role::Gate), &[d, ff], &t);
-        let t = rng.fill((ff * d) as usize, inv(d));
-        w.tensor_f32(&name(Role::Up), &[d, ff], &t);
-        let t = rng.fill((d * ff) as usize, inv(ff));
-        w.tensor_f32(&name(Role::Down), &[ff, d], &t);
+        matrix(&mut w, &mut rng, &name(Role::Gate), d, ff, inv(d));
+        matrix(&mut w, &mut rng, &name(Role::Up), d, ff, inv(d));
+        matrix(&mut w, &mut rng, &name(Role::Down), ff, d, inv(ff));
         let t = gain(&mut rng, d);
         if a != "gemma" {
             w.tensor_f32(&name(Role::PostFfwNorm), &[d], &t);
         }
     }
     w.to_bytes()
+}
+
+/// Deterministic pseudo-random encoded rows of `ty`: finite block scales,
+/// arbitrary quantized payloads. `rows x cols` elements.
+pub fn random_matrix_bytes(ty: WeightType, rows: usize, cols: usize) -> Vec<u8> {
+    let row_bytes = ty
+        .row_bytes(cols)
+        .expect("cols is a whole number of blocks");
+    let mut bytes = vec![0u8; row_bytes * rows];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for b in bytes.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *b = (state >> 32) as u8;
+    }
+    match ty {
+        // Float weights as real ones look: normal numbers in (-1, 1). Raw
+        // random bits would be mostly subnormal, which some CPUs (Intel)
+        // multiply tens of times slower, so the figures would mean nothing.
+        WeightType::F32 => {
+            let vals = bytes
+                .chunks_exact(4)
+                .map(|c| unit(c[0], c[1]))
+                .collect::<Vec<_>>();
+            vals.iter().flat_map(|v| v.to_le_bytes()).collect()
+        }
+        WeightType::BF16 | WeightType::F16 => {
+            let vals = bytes
+                .chunks_exact(2)
+                .map(|c| unit(c[0], c[1]))
+                .collect::<Vec<_>>();
+            vals.iter()
+                .flat_map(|&v| match ty {
+                    WeightType::BF16 => half::bf16::from_f32(v).to_bits().to_le_bytes(),
+                    _ => half::f16::from_f32(v).to_bits().to_le_bytes(),
+                })
+                .collect()
+        }
+        _ => {
+            // Keep every f16 block scale finite and modest: clear the top
+            // exponent bits of each 16-bit word. Payload bits keep their spread.
+            for pair in bytes.chunks_exact_mut(2) {
+                pair[1] &= 0x3b;
+            }
+            bytes
+        }
+    }
+}
+
+/// A value in (-1, 1) from two random bytes.
+fn unit(a: u8, b: u8) -> f32 {
+    (u16::from_le_bytes([a, b]) as f32 - 32767.5) / 32768.0
 }

@@ -7,6 +7,7 @@
 
 mod backend;
 mod buffers;
+pub mod probe;
 mod weights;
 
 pub use backend::OpenClBackend;
