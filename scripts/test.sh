@@ -6,6 +6,11 @@
 #
 # - g++ (the C API header must compile as C++) and valgrind (checks the C
 #   API for leaks): apt-get, as root or through sudo.
+# - an OpenCL driver: where none is installed (no ICD file in
+#   /etc/OpenCL/vendors), PoCL, which runs OpenCL on the CPU (apt-get
+#   `pocl-opencl-icd` and the ICD loader `ocl-icd-libopencl1`), so the GPU
+#   kernels are executed and checked on every machine. Without any, the
+#   OpenCL tests print NOT RUN, except under CI, where they fail.
 # - the `openai` and `prometheus-client` Python packages (the server tests
 #   talk to `gemma serve` with OpenAI's own client and parse its /metrics
 #   with Prometheus' own parser): pip, into ~/.cache/gemma-rs/python when
@@ -22,6 +27,9 @@ cache="${GEMMA_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gemma-rs}"
 missing=()
 command -v g++ >/dev/null || missing+=(g++)
 command -v valgrind >/dev/null || missing+=(valgrind)
+if ! compgen -G '/etc/OpenCL/vendors/*.icd' >/dev/null || ! ldconfig -p | grep -q 'libOpenCL\.so\.1 '; then
+  missing+=(pocl-opencl-icd ocl-icd-libopencl1)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     sudo=()

@@ -7,8 +7,8 @@
 
 use crate::cpu::CpuBackend;
 use crate::model::{
-    check_stages, forward, logits, Act, Backend, ForwardError, Inputs, ModelConfig, Prompt, Span,
-    Stage,
+    check_stages, forward, greedy, logits, Act, Backend, ForwardError, Inputs, ModelConfig, Prompt,
+    Span, Stage,
 };
 use crate::sampling::{Candidate, Sampler};
 use core::fmt;
@@ -323,6 +323,17 @@ impl<'m, 'b> Session<'m, 'b> {
         prompt: Prompt,
         progress: Option<PrefillProgress>,
     ) -> Result<&[f32], SessionError> {
+        self.feed(prompt, progress)?;
+        self.last_logits()
+    }
+
+    /// Feeds `prompt` in passes (see [`Self::prefill_reporting`]) without
+    /// computing any logits.
+    fn feed(
+        &mut self,
+        prompt: Prompt,
+        progress: Option<PrefillProgress>,
+    ) -> Result<(), SessionError> {
         let inputs = prompt.inputs;
         if inputs.is_empty() {
             return Err(SessionError::EmptyPrompt);
@@ -365,10 +376,36 @@ impl<'m, 'b> Session<'m, 'b> {
             report(done);
         }
         debug_assert_eq!(self.pos, base + inputs.len());
-        let last = self.last_pass - 1;
+        Ok(())
+    }
+
+    /// The logits of the last input fed, into `self.logits`.
+    fn last_logits(&mut self) -> Result<&[f32], SessionError> {
+        let last = self
+            .last_pass
+            .checked_sub(1)
+            .ok_or(SessionError::EmptyPrompt)?;
         let stage = self.stages.last_mut().ok_or(SessionError::BadSize)?;
         logits(self.cfg, &mut *stage.backend, last..last + 1, self.logits)?;
         Ok(self.logits)
+    }
+
+    /// The next token after the last input fed: greedy decoding asks the
+    /// last backend for its argmax (a GPU returns four bytes), anything
+    /// else samples the logits row on the host.
+    fn next_token(&mut self, sampler: &mut Sampler) -> Result<u32, SessionError> {
+        if sampler.params().is_greedy() {
+            let row = self
+                .last_pass
+                .checked_sub(1)
+                .ok_or(SessionError::EmptyPrompt)?;
+            let stage = self.stages.last_mut().ok_or(SessionError::BadSize)?;
+            if let Some(t) = greedy(self.cfg, &mut *stage.backend, row)? {
+                return Ok(t);
+            }
+        }
+        self.last_logits()?;
+        Ok(sampler.sample(self.logits, self.candidates))
     }
 
     /// Feeds one token and computes its logits.
@@ -385,7 +422,7 @@ impl<'m, 'b> Session<'m, 'b> {
         opts: &GenerateOptions,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Outcome, SessionError> {
-        self.prefill_reporting(prompt, opts.prefill_progress)?;
+        self.feed(prompt, opts.prefill_progress)?;
         let mut generated = 0;
         loop {
             if generated == opts.max_new_tokens {
@@ -394,7 +431,7 @@ impl<'m, 'b> Session<'m, 'b> {
                     stop: StopReason::MaxTokens,
                 });
             }
-            let token = sampler.sample(self.logits, self.candidates);
+            let token = self.next_token(sampler)?;
             if opts.stop_tokens.contains(&token) {
                 return Ok(Outcome {
                     generated,
@@ -420,7 +457,7 @@ impl<'m, 'b> Session<'m, 'b> {
                     stop: StopReason::ContextFull,
                 });
             }
-            self.step(token)?;
+            self.feed(Prompt::tokens(&[token]), None)?;
         }
     }
 }

@@ -7,11 +7,11 @@ mod support;
 use gemma_core::cpu::CpuBackend;
 use gemma_core::exec::Serial;
 use gemma_core::format::gguf::Gguf;
-use gemma_core::generate::Session;
+use gemma_core::generate::{GenerateOptions, Session};
 use gemma_core::load;
-use gemma_core::model::{Backend, Input, Inputs, Model, Span};
+use gemma_core::model::{Act, Backend, Input, Inputs, Model, Prompt, Span};
 use gemma_core::quant::WeightType;
-use gemma_core::sampling::Candidate;
+use gemma_core::sampling::{Candidate, Sampler};
 use gemma_gpu::opencl::OpenClBackend;
 use gemma_platform::synthetic::{tiny_model, TinySpec};
 use support::{device, max_diff};
@@ -138,4 +138,66 @@ fn embedding_rows_in_a_bidirectional_span_match_the_cpu() {
     let got = run(&mut ocl);
     let d = max_diff(&got, &want);
     assert!(d < 5e-3, "{test}: logits differ by {d}");
+}
+
+/// Greedy generation takes the argmax on the device (four bytes back per
+/// token); its tokens are the CPU backend's, in every family.
+#[test]
+fn greedy_generation_with_the_device_argmax_matches_the_cpu() {
+    let test = "greedy_generation_with_the_device_argmax_matches_the_cpu";
+    let Some(gpu) = device(test) else { return };
+    for arch in ["gemma", "gemma2", "gemma3"] {
+        let spec = TinySpec {
+            arch,
+            ..TinySpec::default()
+        };
+        let bytes = tiny_model(&spec);
+        let g = Gguf::parse(&bytes).unwrap();
+        let model = load::gguf::model(&g).unwrap();
+        let cfg = &model.config;
+        let run = |backend: &mut dyn Backend| {
+            let vocab = cfg.vocab_size;
+            let (mut l, mut c) = (vec![0f32; vocab], vec![Candidate::default(); vocab]);
+            let mut s = Session::new(cfg, backend, &mut l, &mut c).unwrap();
+            let mut sampler = Sampler::greedy();
+            let opts = GenerateOptions {
+                max_new_tokens: 12,
+                stop_tokens: &[],
+                prefill_progress: None,
+            };
+            let mut out = vec![];
+            s.generate(
+                Prompt::tokens(&TOKENS[..5]),
+                &mut sampler,
+                &opts,
+                &mut |t| {
+                    out.push(t);
+                    true
+                },
+            )
+            .unwrap();
+            out
+        };
+        let (ctx, batch) = (32, 4);
+        let len = CpuBackend::required_len(cfg, 0..cfg.n_layers, ctx, batch).unwrap();
+        let mut buf = vec![0f32; len];
+        let mut cpu =
+            CpuBackend::new(&model, &Serial, 0..cfg.n_layers, ctx, batch, &mut buf).unwrap();
+        let want = run(&mut cpu);
+        let mut ocl = OpenClBackend::new(gpu.clone(), &model, 0..cfg.n_layers, ctx, batch).unwrap();
+        let got = run(&mut ocl);
+        assert_eq!(got.len(), 12);
+        assert_eq!(got, want, "{arch}");
+        // The device's argmax of the last pass is the host argmax of the
+        // logits it returns.
+        let cap = cfg.final_softcap;
+        let best = ocl
+            .argmax(Act::Hidden, 0, cap)
+            .unwrap()
+            .expect("a device argmax");
+        let mut row = vec![0f32; cfg.vocab_size];
+        ocl.logits(Act::Hidden, 0..1, cap, &mut row).unwrap();
+        let host = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+        assert_eq!(best as usize, host, "{arch}");
+    }
 }

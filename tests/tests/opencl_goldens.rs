@@ -3,8 +3,11 @@
 //! (f32 with another summation order than the CPU's), top-1 equal where
 //! the golden margin exceeds 0.02.
 
+use gemma_core::generate::{GenerateOptions, Session};
+use gemma_core::model::Prompt;
+use gemma_core::sampling::{Candidate, Sampler};
 use gemma_gpu::opencl::{test_device, OpenClBackend};
-use gemma_tests::{golden_len, goldens, real_model, teacher_forced_on, Tolerances};
+use gemma_tests::{golden_len, goldens, real_model, teacher_forced_on, u32s, Tolerances};
 
 const TOLERANCE: Tolerances = Tolerances {
     top20: 0.01,
@@ -34,4 +37,27 @@ fn opencl_matches_every_golden_prompt() {
         "{prompts} prompts in {:.1} s, worst top-20 difference {worst:.2e}",
         started.elapsed().as_secs_f64()
     );
+    // Greedy generation, the argmax taken on the device: the golden ids.
+    let p = &goldens()["prompts"][0];
+    let (input, greedy) = (u32s(&p["input_ids"]), u32s(&p["greedy_ids"]));
+    let vocab = model.config.vocab_size;
+    let (mut row, mut cand) = (vec![0f32; vocab], vec![Candidate::default(); vocab]);
+    let mut s = Session::new(&model.config, &mut backend, &mut row, &mut cand).unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: greedy.len(),
+        stop_tokens: &[],
+        prefill_progress: None,
+    };
+    let mut got = vec![];
+    s.generate(
+        Prompt::tokens(&input),
+        &mut Sampler::greedy(),
+        &opts,
+        &mut |t| {
+            got.push(t);
+            true
+        },
+    )
+    .unwrap();
+    assert_eq!(got, greedy, "greedy ids of prompt 0");
 }

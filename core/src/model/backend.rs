@@ -196,6 +196,16 @@ pub trait Backend: Send {
         softcap: f32,
         out: &mut [f32],
     ) -> Result<(), ForwardError>;
+    /// The index of the largest logit of row `row` of `src` (soft-capped at
+    /// `softcap`, which does not change the order), found where the logits
+    /// are, so greedy decoding returns four bytes instead of a vocabulary
+    /// of floats; `Ok(None)` when the backend has no such shortcut (the
+    /// caller then reads the row with [`Self::logits`]). Ties go to the
+    /// lowest index.
+    fn argmax(&mut self, src: Act, row: usize, softcap: f32) -> Result<Option<u32>, ForwardError> {
+        let _ = (src, row, softcap);
+        Ok(None)
+    }
     /// Copies the pass's rows of `src` to host memory.
     fn read(&mut self, src: Act, out: &mut [f32]) -> Result<(), ForwardError>;
     /// Sets the pass's rows of `dst` from host memory.

@@ -120,6 +120,16 @@ pub fn logits(
     last.logits(Act::Hidden, rows, cfg.final_softcap, out)
 }
 
+/// The greedy token of row `row` of the last pass, where the last stage's
+/// backend can find it without returning the logits.
+pub fn greedy(
+    cfg: &ModelConfig,
+    last: &mut dyn Backend,
+    row: usize,
+) -> Result<Option<u32>, ForwardError> {
+    last.argmax(Act::Hidden, row, cfg.final_softcap)
+}
+
 fn norm(cfg: &ModelConfig, gain: TensorId) -> Norm {
     Norm {
         gain,

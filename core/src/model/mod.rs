@@ -8,5 +8,5 @@ pub mod input;
 
 pub use backend::{Act, Backend, ForwardError, Norm, Rope};
 pub use config::{Family, Fields, ModelConfig};
-pub use forward::{check_stages, forward, logits, Model, Stage};
+pub use forward::{check_stages, forward, greedy, logits, Model, Stage};
 pub use input::{Input, Inputs, Mask, Prompt, Span};

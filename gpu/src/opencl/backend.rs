@@ -344,7 +344,7 @@ impl OpenClBackend {
 
     /// The greedy token of row `row` of the last pass: logits and argmax on
     /// the device, four bytes back.
-    pub fn greedy(&mut self, src: Act, row: usize, softcap: f32) -> Result<u32, ForwardError> {
+    fn device_argmax(&mut self, src: Act, row: usize, softcap: f32) -> Result<u32, ForwardError> {
         self.logits_on_device(src, row..row + 1, softcap)?;
         let vocab = self.cfg.vocab_size;
         let args = [
@@ -665,6 +665,10 @@ impl Backend for OpenClBackend {
             at += n;
         }
         Ok(())
+    }
+
+    fn argmax(&mut self, src: Act, row: usize, softcap: f32) -> Result<Option<u32>, ForwardError> {
+        self.device_argmax(src, row, softcap).map(Some)
     }
 
     fn read(&mut self, src: Act, out: &mut [f32]) -> Result<(), ForwardError> {
