@@ -5,6 +5,7 @@ pub mod backend;
 pub mod config;
 pub mod forward;
 pub mod input;
+pub mod plan;
 
 pub use backend::{Act, Backend, ForwardError, Norm, Rope};
 pub use config::{Family, Fields, ModelConfig};
