@@ -4,12 +4,12 @@
 //! Shapes are Gemma 3 270M's: the 2048 -> 640 FFW down projection and the
 //! 262144-row output projection, and a matrix too large for any cache.
 
-use gemma_platform::synthetic::random_matrix_bytes;
 use gemma_core::exec::Serial;
 use gemma_core::kernels::matmul::matmul_with;
 use gemma_core::kernels::{Arith, Precision};
 use gemma_core::quant::WeightType;
 use gemma_core::weights::Matrix;
+use gemma_platform::synthetic::random_matrix_bytes;
 
 fn main() {
     divan::main();

@@ -5,12 +5,13 @@
 //! The prompt is a fixed English text cycled to the requested length, so
 //! runs are comparable; decoding is greedy. Timings are best-of `--runs`.
 
+use crate::device::{in_session, Failed};
 use crate::{ComputeArgs, ModelArgs};
 use clap::Args;
 use gemma_core::exec::Executor;
 use gemma_core::model::Prompt;
 use gemma_core::sampling::argmax;
-use gemma_platform::{SessionBuffers, WorkerPool};
+use gemma_platform::WorkerPool;
 use serde_json::json;
 use std::time::Instant;
 
@@ -69,55 +70,49 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         prompt.extend(text_ids.iter().take(n_prompt - prompt.len()));
     }
     let batch = (a.compute.batch as usize).min(context);
-    let mut bufs = SessionBuffers::new(&model.config, context, batch)
-        .ok_or("context too large to allocate")?;
     let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
-    let session_bytes = bufs.bytes();
+    let engine = crate::device::engine(&a.compute, &model)?;
+    let mut memory = engine
+        .memory(&model.config, context, batch)
+        .map_err(|e| e.to_string())?;
+    let session_bytes = memory.bytes();
     let threads = exec.threads();
 
     let (mut short_s, mut long_s, mut ttft_s, mut decode_s) =
         (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
     let precision = loaded.precision();
-    bufs.with_session(&model, &exec, precision, |session| {
-        exec.install(|| -> Result<(), String> {
+    in_session(&mut memory, &model, &exec, precision, |session| {
+        exec.install(|| -> Result<(), Failed> {
             // Warm-up: touches every weight page once.
             session.reset();
-            session
-                .prefill(Prompt::tokens(&prompt[..8]))
-                .map_err(|e| e.to_string())?;
+            session.prefill(Prompt::tokens(&prompt[..8]))?;
             for _ in 0..a.runs {
                 session.reset();
                 let t = Instant::now();
-                session
-                    .prefill(Prompt::tokens(&prompt[..short]))
-                    .map_err(|e| e.to_string())?;
+                session.prefill(Prompt::tokens(&prompt[..short]))?;
                 short_s = short_s.min(t.elapsed().as_secs_f64());
 
                 session.reset();
                 let t = Instant::now();
-                let mut next = argmax(
-                    session
-                        .prefill(Prompt::tokens(&prompt))
-                        .map_err(|e| e.to_string())?,
-                );
+                let mut next = argmax(session.prefill(Prompt::tokens(&prompt))?);
                 let prefilled = t.elapsed().as_secs_f64();
                 long_s = long_s.min(prefilled);
                 ttft_s = ttft_s.min(prefilled);
 
                 let t = Instant::now();
                 for _ in 0..n_decode {
-                    next = argmax(session.step(next).map_err(|e| e.to_string())?);
+                    next = argmax(session.step(next)?);
                 }
                 decode_s = decode_s.min(t.elapsed().as_secs_f64());
             }
             Ok(())
         })
-    })
-    .map_err(|e| e.to_string())??;
+    })?;
     let peak = peak_rss_bytes();
     let report = json!({
         "model": loaded.path().display().to_string(),
+        "device": engine.to_string(),
         "threads": threads,
         "precision": a.compute.precision,
         "runs": a.runs,
@@ -137,6 +132,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         println!("{report}");
     } else {
         println!("model     {}", loaded.path().display());
+        println!("device    {engine}");
         println!(
             "threads   {threads}, precision {}, best of {}",
             a.compute.precision, a.runs

@@ -6,8 +6,7 @@ use gemma_core::generate::PrefillProgress;
 use gemma_core::generate::StopReason;
 use gemma_core::sampling::Sampler;
 use gemma_platform::{
-    ChatTemplate, Conversation, Generator, LoadedModel, SessionBuffers, Speaker, Streamed,
-    WorkerPool,
+    ChatTemplate, Conversation, Generator, LoadedModel, Speaker, Streamed, WorkerPool,
 };
 use serde_json::json;
 use std::io::{IsTerminal, Read, Write};
@@ -83,8 +82,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         ));
     }
     let batch = (a.compute.batch as usize).min(context);
-    let mut conv = Conversation::new(&generator.model, context, batch)
-        .ok_or("context too large to allocate")?;
+    let engine = crate::device::engine(&a.compute, &generator.model)?;
+    let mut conv =
+        Conversation::on(&engine, &generator.model, context, batch).map_err(|e| e.to_string())?;
     // A prefill that runs a second shows a bar on stderr, when that is a
     // terminal; it is cleared before the reply is printed.
     let prefill_bar = crate::progress::Progress::new("prefill", "tokens");
@@ -124,7 +124,7 @@ pub fn run(a: RunArgs) -> Result<()> {
                 }
             }
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| conv.explain(&e))?;
     let outcome = out.stats.outcome;
     let mut stdout = std::io::stdout().lock();
     if let Some(e) = write_failed {
@@ -145,14 +145,18 @@ pub fn run(a: RunArgs) -> Result<()> {
         // The first token comes out of the prefill; the rest each cost one decode step.
         let decoded = outcome.generated.saturating_sub(1);
         eprintln!(
-            "gemma: prefill {} tokens in {:.0} ms ({:.1} tok/s); decode {} tokens in {:.0} ms ({:.1} tok/s); {} threads",
+            "gemma: prefill {} tokens in {:.0} ms ({:.1} tok/s); decode {} tokens in {:.0} ms ({:.1} tok/s); {}",
             prompt.len(),
             prefill_s * 1e3,
             prompt.len() as f64 / prefill_s.max(1e-9),
             decoded,
             decode_s * 1e3,
             decoded as f64 / decode_s.max(1e-9),
-            gemma_core::exec::Executor::threads(&exec),
+            if engine.is_cpu() {
+                format!("{} threads", gemma_core::exec::Executor::threads(&exec))
+            } else {
+                format!("on {engine}")
+            },
         );
     }
     if outcome.stop == StopReason::ContextFull {
@@ -217,18 +221,19 @@ pub fn logits(a: LogitsArgs) -> Result<()> {
         ));
     }
     let batch = (a.compute.batch as usize).min(ids.len());
-    let mut bufs = SessionBuffers::new(&model.config, ids.len(), batch)
-        .ok_or("context too large to allocate")?;
     let exec = executor(&a.compute)?;
+    let engine = crate::device::engine(&a.compute, &model)?;
+    let mut memory = engine
+        .memory(&model.config, ids.len(), batch)
+        .map_err(|e| e.to_string())?;
     let top = a.top.min(vocab);
     let mut logits = vec![0f32; batch * vocab];
     let mut stdout = std::io::stdout().lock();
     let mut pos = 0;
-    bufs.with_session(&model, &exec, loaded.precision(), |session| {
+    let precision = loaded.precision();
+    crate::device::in_session(&mut memory, &model, &exec, precision, |session| {
         for chunk in ids.chunks(batch) {
-            session
-                .forward_logits(chunk, &mut logits)
-                .map_err(|e| e.to_string())?;
+            session.forward_logits(chunk, &mut logits)?;
             for row in logits.chunks_exact(vocab).take(chunk.len()) {
                 let best = top_indices(row, top);
                 let line = json!({
@@ -242,7 +247,6 @@ pub fn logits(a: LogitsArgs) -> Result<()> {
         }
         Ok(())
     })
-    .map_err(|e| e.to_string())?
 }
 
 /// The `k` largest entries, largest first, ties to the lower id; without a full sort.
@@ -283,6 +287,9 @@ fn show_value(v: &Value) -> String {
 
 pub fn info(a: InfoArgs) -> Result<()> {
     use crate::inspect::{self, Kind};
+    if a.devices {
+        return crate::device::list();
+    }
     let path = a.model.path()?;
     match inspect::kind(&path)? {
         Kind::Model => {}

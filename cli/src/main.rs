@@ -6,6 +6,7 @@ mod check;
 mod client;
 mod commands;
 mod compare;
+mod device;
 mod inspect;
 mod perplexity;
 mod progress;
@@ -39,7 +40,7 @@ enum Command {
     Tokenize(TokenizeArgs),
     /// Teacher-forced logits: one JSON line per input position.
     Logits(LogitsArgs),
-    /// Print a model's metadata and tensor table.
+    /// Print a model's metadata and tensor table, or (--devices) the OpenCL devices.
     Info(InfoArgs),
     /// Convert a GGUF file, a Hugging Face checkpoint directory or a pre-2025 .sbs file into a gemma.cpp `.sbs` file.
     Convert(ConvertArgs),
@@ -141,6 +142,12 @@ pub struct ComputeArgs {
     /// speed and accuracy)
     #[arg(long, default_value = "exact", value_parser = ["exact", "fast"])]
     pub precision: String,
+    /// Where to compute: `auto` (the first OpenCL device that is not a CPU,
+    /// else the CPU, saying why on stderr), `cpu`, or `opencl[:N]` (device
+    /// N of `gemma info --devices`, 0 by default; f32 only, so with
+    /// --precision exact)
+    #[arg(long, default_value = "auto")]
+    pub device: gemma_platform::DeviceChoice,
 }
 
 impl ComputeArgs {
@@ -217,6 +224,10 @@ pub struct LogitsArgs {
 pub struct InfoArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// List the OpenCL devices (memory, limits, driver) and the one
+    /// `--device auto` picks, instead of a model's metadata; needs no model
+    #[arg(long, conflicts_with_all = ["tensors", "check", "distortion"])]
+    pub devices: bool,
     /// Also print every tensor
     #[arg(long)]
     pub tensors: bool,

@@ -9,11 +9,12 @@
 //! tokens of the first window are scored), as Hugging Face's strided
 //! perplexity does.
 
+use crate::device::{in_session, Failed};
 use crate::{ComputeArgs, ModelArgs};
 use clap::Args;
 use gemma_core::exec::Executor;
 use gemma_core::model::Inputs;
-use gemma_platform::{SessionBuffers, WorkerPool};
+use gemma_platform::WorkerPool;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -74,10 +75,12 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
         return Err(format!("--stride {stride} exceeds --ctx {ctx}"));
     }
     let batch = (a.compute.batch as usize).min(ctx);
-    let mut bufs =
-        SessionBuffers::new(&model.config, ctx, batch).ok_or("context too large to allocate")?;
     let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
+    let engine = crate::device::engine(&a.compute, &model)?;
+    let mut memory = engine
+        .memory(&model.config, ctx, batch)
+        .map_err(|e| e.to_string())?;
     let vocab = model.config.vocab_size;
     let mut logits = vec![0f32; LOGIT_ROWS * vocab];
 
@@ -92,8 +95,8 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
     // run a second (on a terminal's stderr only); cleared before the result.
     let bar = crate::progress::Progress::new("perplexity", "tokens");
     bar.report(0, n - 1);
-    bufs.with_session(&model, &exec, precision, |session| {
-        exec.install(|| -> Result<(), String> {
+    in_session(&mut memory, &model, &exec, precision, |session| {
+        exec.install(|| -> Result<(), Failed> {
             while next < n {
                 let end = (begin + ctx).min(n);
                 let window = &ids[begin..end];
@@ -104,16 +107,12 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
                 let last = window.len() - 1;
                 let mut at = 0;
                 for chunk in window.chunks(batch) {
-                    session
-                        .forward_chunk(Inputs::Tokens(chunk), &[])
-                        .map_err(|e| e.to_string())?;
+                    session.forward_chunk(Inputs::Tokens(chunk), &[])?;
                     let (lo, hi) = (first.max(at), last.min(at + chunk.len()));
                     let mut p = lo;
                     while p < hi {
                         let rows = LOGIT_ROWS.min(hi - p);
-                        session
-                            .logits_rows(p - at..p - at + rows, &mut logits)
-                            .map_err(|e| e.to_string())?;
+                        session.logits_rows(p - at..p - at + rows, &mut logits)?;
                         for r in 0..rows {
                             let target = ids[begin + p + r + 1];
                             total += nll(&logits[r * vocab..(r + 1) * vocab], target);
@@ -138,8 +137,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<(), String> {
             }
             Ok(())
         })
-    })
-    .map_err(|e| e.to_string())??;
+    })?;
     bar.finish();
     let mean = total / scored as f64;
     if a.json {

@@ -1,11 +1,13 @@
 //! A conversation that keeps its KV cache between requests.
 //!
-//! It owns the session buffers and remembers which tokens the cache holds.
+//! It owns a session's memory (on the CPU or a device, see [`Engine`]) and
+//! remembers which tokens the cache holds.
 //! A new request that extends (or shares a prefix with) those tokens only
 //! prefills what is new; what the cache can no longer serve is recomputed.
 //! Chat, the HTTP server and the C API build on it.
 
-use crate::SessionBuffers;
+use crate::device::DeviceError;
+use crate::engine::{Engine, SessionMemory};
 use gemma_core::exec::Executor;
 use gemma_core::generate::{GenerateOptions, Outcome, SessionError};
 use gemma_core::kernels::Precision;
@@ -13,7 +15,7 @@ use gemma_core::model::{Model, Prompt};
 use gemma_core::sampling::Sampler;
 
 pub struct Conversation {
-    buffers: SessionBuffers,
+    memory: SessionMemory,
     /// The tokens whose keys and values are in the cache, in order.
     cached: Vec<u32>,
 }
@@ -29,17 +31,28 @@ pub struct TurnStats {
 }
 
 impl Conversation {
+    /// A conversation on the CPU; `None` if its memory is too large.
     pub fn new(model: &Model, max_context: usize, max_batch: usize) -> Option<Self> {
+        Self::on(&Engine::cpu(), model, max_context, max_batch).ok()
+    }
+
+    /// A conversation on `engine` (of `model`): its cache lives there, for
+    /// every turn.
+    pub fn on(
+        engine: &Engine,
+        model: &Model,
+        max_context: usize,
+        max_batch: usize,
+    ) -> Result<Self, DeviceError> {
         let max_batch = max_batch.clamp(1, max_context.max(1));
-        let buffers = SessionBuffers::new(&model.config, max_context, max_batch)?;
-        Some(Self {
-            buffers,
+        Ok(Self {
+            memory: engine.memory(&model.config, max_context, max_batch)?,
             cached: Vec::new(),
         })
     }
 
     pub fn max_context(&self) -> usize {
-        self.buffers.max_context()
+        self.memory.max_context()
     }
 
     /// The tokens the cache currently holds.
@@ -47,9 +60,15 @@ impl Conversation {
         &self.cached
     }
 
-    /// Memory held by the buffers, in bytes.
+    /// Memory held by the session, in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.buffers.bytes()
+        self.memory.bytes()
+    }
+
+    /// A failed turn's error in words, with the device's detail when a
+    /// device call failed.
+    pub fn explain(&self, e: &SessionError) -> String {
+        self.memory.explain(e)
     }
 
     pub fn reset(&mut self) {
@@ -57,8 +76,8 @@ impl Conversation {
     }
 
     /// Generates a continuation of `prompt` (the whole conversation so far,
-    /// BOS included) on the CPU at `precision`, reusing the cached prefix
-    /// it shares with earlier turns.
+    /// BOS included) on its engine (the CPU computes at `precision`, on
+    /// `exec`), reusing the cached prefix it shares with earlier turns.
     #[allow(clippy::too_many_arguments)]
     pub fn generate(
         &mut self,
@@ -74,43 +93,40 @@ impl Conversation {
             return Err(SessionError::EmptyPrompt);
         }
         let cached = &mut self.cached;
-        let turn = self
-            .buffers
-            .with_session(model, exec, precision, |session| {
-                // At least the last prompt token is fed again, to get its logits.
-                let shared = cached
-                    .iter()
-                    .zip(prompt)
-                    .take_while(|(a, b)| a == b)
-                    .count();
-                let mut reuse = shared.min(prompt.len() - 1);
-                if !session.can_rewind(cached.len(), reuse) {
-                    reuse = 0;
-                }
-                session.set_pos(reuse)?;
-                // Until this turn ends, the cache holds only the reused prefix.
-                cached.truncate(reuse);
-                let mut emitted =
-                    Vec::with_capacity(opts.max_new_tokens.min(session.max_context()));
-                let new = Prompt::tokens(&prompt[reuse..]);
-                let result = session.generate(new, sampler, opts, &mut |t| {
-                    emitted.push(t);
-                    on_token(t)
-                });
-                let outcome = match result {
-                    Ok(o) => o,
-                    Err(e) => {
-                        // A pass that failed part-way may have overwritten ring slots.
-                        cached.clear();
-                        return Err(e);
-                    }
-                };
-                // The last token emitted is not fed (nor its keys cached).
-                let fed_generated = session.pos().saturating_sub(prompt.len());
-                cached.extend_from_slice(&prompt[reuse..]);
-                cached.extend_from_slice(&emitted[..fed_generated.min(emitted.len())]);
-                Ok((outcome, reuse))
+        let turn = self.memory.with_session(model, exec, precision, |session| {
+            // At least the last prompt token is fed again, to get its logits.
+            let shared = cached
+                .iter()
+                .zip(prompt)
+                .take_while(|(a, b)| a == b)
+                .count();
+            let mut reuse = shared.min(prompt.len() - 1);
+            if !session.can_rewind(cached.len(), reuse) {
+                reuse = 0;
+            }
+            session.set_pos(reuse)?;
+            // Until this turn ends, the cache holds only the reused prefix.
+            cached.truncate(reuse);
+            let mut emitted = Vec::with_capacity(opts.max_new_tokens.min(session.max_context()));
+            let new = Prompt::tokens(&prompt[reuse..]);
+            let result = session.generate(new, sampler, opts, &mut |t| {
+                emitted.push(t);
+                on_token(t)
             });
+            let outcome = match result {
+                Ok(o) => o,
+                Err(e) => {
+                    // A pass that failed part-way may have overwritten ring slots.
+                    cached.clear();
+                    return Err(e);
+                }
+            };
+            // The last token emitted is not fed (nor its keys cached).
+            let fed_generated = session.pos().saturating_sub(prompt.len());
+            cached.extend_from_slice(&prompt[reuse..]);
+            cached.extend_from_slice(&emitted[..fed_generated.min(emitted.len())]);
+            Ok((outcome, reuse))
+        });
         let (outcome, reuse) = turn??;
         Ok(TurnStats {
             outcome,

@@ -9,6 +9,8 @@ pub mod capi;
 pub mod compare;
 pub mod conversation;
 pub mod convert;
+pub mod device;
+pub mod engine;
 pub mod exec;
 pub mod fetch;
 pub mod gguf_writer;
@@ -21,6 +23,8 @@ pub mod synthetic;
 pub mod turn;
 
 pub use conversation::{Conversation, TurnStats};
+pub use device::{DeviceChoice, DeviceError};
+pub use engine::{Chosen, Engine, SessionMemory};
 pub use exec::WorkerPool;
 pub use loaded::{CpuParts, LoadError, LoadedModel, SessionBuffers};
 pub use turn::{ChatTemplate, Generator, Speaker, Streamed, TurnOutput};

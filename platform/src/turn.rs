@@ -322,4 +322,48 @@ mod tests {
             assert_eq!(i, reports.len(), "batch {batch}: {reports:?}");
         }
     }
+
+    /// Three greedy turns in one conversation: a first prompt, a follow-up
+    /// that extends it, and an edit that shares a shorter prefix (the cache
+    /// steps back). On an OpenCL device each gives the CPU's tokens and
+    /// reuses as much of the cache.
+    #[cfg(feature = "opencl")]
+    #[test]
+    fn a_device_conversation_keeps_its_cache_across_turns_like_the_cpu() {
+        use crate::engine::{test_device, Engine};
+        use crate::synthetic::{tiny_model, TinySpec};
+        let test = "a_device_conversation_keeps_its_cache_across_turns_like_the_cpu";
+        let loaded = LoadedModel::from_vec("tiny", tiny_model(&TinySpec::default())).unwrap();
+        let pool = WorkerPool::new(2).unwrap();
+        let g = Generator::new(&loaded, &pool);
+        let Some(engine) = test_device(test, &g.model) else {
+            return;
+        };
+        let first: Vec<u32> = (0..20).map(|i| 6 + (i * 7) % 40).collect();
+        let more: Vec<u32> = (0..6).map(|i| 8 + (i * 5) % 30).collect();
+        let turns = |engine: &Engine| -> Vec<TurnOutput> {
+            let mut conv = Conversation::on(engine, &g.model, 64, 4).unwrap();
+            let mut sampler = Sampler::greedy();
+            let mut history = first.clone();
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                let turn = g
+                    .turn(&mut conv, &history, &mut sampler, 5, &mut |_| true)
+                    .unwrap();
+                history.extend(&turn.ids);
+                history.extend(&more);
+                out.push(turn);
+            }
+            // An edit of the last few tokens.
+            history.truncate(history.len() - 3);
+            history.push(11);
+            let turn = g.turn(&mut conv, &history, &mut sampler, 5, &mut |_| true);
+            out.push(turn.unwrap());
+            out
+        };
+        let want = turns(&Engine::cpu());
+        assert!(want[1].stats.reused > first.len(), "{want:?}");
+        assert!(want[2].stats.reused > 0, "{want:?}");
+        assert_eq!(turns(&engine), want);
+    }
 }

@@ -357,7 +357,7 @@ impl Chat<'_> {
         let (stats, reply) = match result {
             Ok(out) => (out.stats, out.ids),
             Err(e) => {
-                eprintln!("gemma: error: {e}");
+                eprintln!("gemma: error: {}", self.conv.explain(&e));
                 self.now.tokens.truncate(base);
                 return Ok(());
             }
@@ -472,8 +472,9 @@ pub fn chat(a: ChatArgs) -> Result<()> {
     }
     // A turn needs room for at least BOS and a token of template.
     let context = context.max(2);
-    let conv = Conversation::new(&generator.model, context, a.compute.batch as usize)
-        .ok_or("context too large to allocate")?;
+    let engine = crate::device::engine(&a.compute, &generator.model)?;
+    let conv = Conversation::on(&engine, &generator.model, context, a.compute.batch as usize)
+        .map_err(|e| e.to_string())?;
     let mut chat = Chat {
         generator,
         tok,

@@ -25,6 +25,9 @@ pub struct AppState {
     pub model_id: String,
     /// What `/v1/models` says the model is (see [`describe_model`]).
     pub model_description: String,
+    /// Where the model runs (`cpu`, `opencl:N name (kind)`), as
+    /// `/v1/models` reports it.
+    pub device: String,
     /// Tokens per conversation: prompt plus completion must fit.
     pub context: usize,
     /// The operator's limits (`--max-prompt-tokens`, `--max-tokens`).

@@ -133,12 +133,14 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     let capacity = (a.cache_mb.saturating_mul(1 << 20) / per_conversation).max(1);
     let exec = WorkerPool::new(a.compute.threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
+    let engine = crate::device::engine(&a.compute, &model)?;
+    let device = engine.to_string();
     let shutdown = Arc::new(AtomicBool::new(false));
     let metrics = metrics::Metrics::new();
     let (jobs, worker) = worker::spawn(
         loaded,
         exec,
-        pool::Pool::new(capacity, context, batch),
+        pool::Pool::new(engine, capacity, context, batch),
         worker::Meter {
             metrics: metrics.clone(),
             per_conversation,
@@ -155,6 +157,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         tokenizer: loaded.tokenizer(),
         model_id: model_id.clone(),
         model_description: describe_model(loaded),
+        device: device.clone(),
         context,
         max_prompt_tokens: a.max_prompt_tokens.unwrap_or(usize::MAX),
         max_tokens: a.max_tokens.unwrap_or(usize::MAX),
@@ -182,7 +185,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
             .map_err(|e| format!("cannot listen on {}:{}: {e}", a.host, a.port))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!(
-            "gemma: serving {model_id}: context {context}, up to {capacity} cached conversations of {} MiB, queue {}",
+            "gemma: serving {model_id} on {device}: context {context}, up to {capacity} cached conversations of {} MiB, queue {}",
             per_conversation >> 20,
             a.queue
         );

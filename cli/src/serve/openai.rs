@@ -35,6 +35,7 @@ fn model_object(state: &AppState) -> Value {
         "created": 0,
         "owned_by": "gemma-rs",
         "description": state.model_description,
+        "device": state.device,
     })
 }
 

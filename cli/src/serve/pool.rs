@@ -17,7 +17,7 @@
 //! recently used is evicted.
 
 use gemma_core::model::Model;
-use gemma_platform::Conversation;
+use gemma_platform::{Conversation, DeviceError, Engine};
 
 /// What [`choose`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +75,9 @@ struct Slot {
 }
 
 pub struct Pool {
+    /// Where every conversation's cache lives (the model's weights are
+    /// there once, shared by all).
+    engine: Engine,
     slots: Vec<Slot>,
     capacity: usize,
     context: usize,
@@ -83,10 +86,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Room for `capacity` conversations (at least one) of `context` tokens,
-    /// allocated as requests need them.
-    pub fn new(capacity: usize, context: usize, batch: usize) -> Self {
+    /// Room for `capacity` conversations (at least one) of `context` tokens
+    /// on `engine`, allocated as requests need them.
+    pub fn new(engine: Engine, capacity: usize, context: usize, batch: usize) -> Self {
         Self {
+            engine,
             slots: Vec::new(),
             capacity: capacity.max(1),
             context,
@@ -100,9 +104,9 @@ impl Pool {
         self.slots.len()
     }
 
-    /// The conversation to run `prompt` on; `None` if a new one could not be
+    /// The conversation to run `prompt` on, or why a new one could not be
     /// allocated.
-    pub fn get(&mut self, model: &Model, prompt: &[u32]) -> Option<&mut Conversation> {
+    pub fn get(&mut self, model: &Model, prompt: &[u32]) -> Result<&mut Conversation, DeviceError> {
         let views: Vec<SlotView> = self
             .slots
             .iter()
@@ -115,7 +119,7 @@ impl Pool {
         let i = match choose(&views, prompt, self.slots.len() < self.capacity) {
             Choice::Existing(i) => i,
             Choice::New => {
-                let conv = Conversation::new(model, self.context, self.batch)?;
+                let conv = Conversation::on(&self.engine, model, self.context, self.batch)?;
                 self.slots.push(Slot {
                     conv,
                     prompt_len: 0,
@@ -128,7 +132,7 @@ impl Pool {
         let slot = &mut self.slots[i];
         slot.last_used = self.clock;
         slot.prompt_len = prompt.len();
-        Some(&mut slot.conv)
+        Ok(&mut slot.conv)
     }
 }
 

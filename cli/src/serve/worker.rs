@@ -144,7 +144,7 @@ fn run(
     let generator = Generator::new(loaded, exec);
     let conv = pool
         .get(&generator.model, &job.prompt)
-        .ok_or("cannot allocate a conversation")?;
+        .map_err(|e| format!("cannot allocate a conversation: {e}"))?;
     let mut sampler = Sampler::new(job.params).map_err(|e| e.to_string())?;
     let mut stops = StopMatcher::new(job.stops.clone());
     let events = &job.events;
@@ -174,7 +174,7 @@ fn run(
                 }
             },
         )
-        .map_err(|e| e.to_string())?
+        .map_err(|e| conv.explain(&e))?
         .stats;
     if shutdown.load(Ordering::Relaxed) && stats.outcome.stop == StopReason::Callback {
         return Err("the server is shutting down".into());

@@ -230,7 +230,7 @@ impl Backend for CpuBackend<'_> {
 
     fn can_rewind(&self, filled: usize, pos: usize) -> bool {
         let cap = |l| self.cache.capacity(l);
-        kv_cache::can_rewind(&self.cfg, self.layers(), cap, filled, pos)
+        crate::model::cache::can_rewind(&self.cfg, self.layers(), cap, filled, pos)
     }
 
     fn begin(&mut self, start: usize, n: usize) -> Result<(), ForwardError> {

@@ -2,6 +2,7 @@
 //! backend seam, and the forward pass written once over it.
 
 pub mod backend;
+pub mod cache;
 pub mod config;
 pub mod forward;
 pub mod input;

@@ -10,7 +10,6 @@
 
 use super::config::MAX_LAYERS;
 use super::{Model, ModelConfig};
-use crate::cpu::kv_cache;
 use crate::weights::{Matrix, TensorId, ROLES};
 
 /// Bytes of a model's weights as a device holds them: matrices as stored,
@@ -108,7 +107,7 @@ impl Footprint {
 /// Bytes of `layer`'s KV cache (keys and values in f32) for `context`
 /// positions and passes of `batch`: a local layer keeps a ring.
 pub fn kv_bytes(cfg: &ModelConfig, layer: usize, context: usize, batch: usize) -> u64 {
-    let slots = kv_cache::slots(cfg, layer, context, batch.max(1)) as u64;
+    let slots = super::cache::slots(cfg, layer, context, batch.max(1)) as u64;
     slots * cfg.kv_dim() as u64 * 2 * 4
 }
 

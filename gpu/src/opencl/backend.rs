@@ -7,8 +7,8 @@ use super::buffers::{self, alloc, launch, Arg};
 use super::weights::{DeviceMatrix, DeviceWeights};
 use super::{Gpu, Unavailable};
 use crate::kernels::{self, ENCODINGS};
-use gemma_core::cpu::kv_cache;
 use gemma_core::kernels::ops::rope_table;
+use gemma_core::model::cache as kv_cache;
 use gemma_core::model::{
     Act, Backend, ForwardError, Input, Inputs, Mask, Model, ModelConfig, Norm, Rope,
 };
@@ -109,6 +109,15 @@ impl OpenClBackend {
     /// `cfg`), with a cache of `max_context` positions and passes of up to
     /// `max_batch` tokens.
     pub fn with_weights(
+        weights: Arc<DeviceWeights>,
+        cfg: &ModelConfig,
+        max_context: usize,
+        max_batch: usize,
+    ) -> Result<Self, Unavailable> {
+        super::keeping_signals(|| Self::create(weights, cfg, max_context, max_batch))
+    }
+
+    fn create(
         weights: Arc<DeviceWeights>,
         cfg: &ModelConfig,
         max_context: usize,

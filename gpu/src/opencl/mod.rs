@@ -8,6 +8,7 @@
 mod backend;
 mod buffers;
 pub mod probe;
+mod signals;
 mod weights;
 
 pub use backend::OpenClBackend;
@@ -23,6 +24,7 @@ use opencl3::kernel::Kernel;
 use opencl3::platform::get_platforms;
 use opencl3::program::Program;
 use opencl3::types::cl_int;
+pub(crate) use signals::keeping_signals;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -157,6 +159,10 @@ impl DeviceInfo {
 
 /// The devices OpenCL offers.
 pub fn devices() -> Result<Vec<DeviceInfo>, Unavailable> {
+    keeping_signals(list_devices)
+}
+
+fn list_devices() -> Result<Vec<DeviceInfo>, Unavailable> {
     let ids = device_ids()?;
     ids.into_iter()
         .enumerate()
@@ -205,11 +211,15 @@ fn opened() -> &'static Mutex<HashMap<usize, Arc<Gpu>>> {
 
 /// Opens device `index` (see [`devices`]), or returns it already opened.
 pub fn open(index: usize) -> Result<Arc<Gpu>, Unavailable> {
+    keeping_signals(|| open_device(index))
+}
+
+fn open_device(index: usize) -> Result<Arc<Gpu>, Unavailable> {
     let mut map = opened().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(g) = map.get(&index) {
         return Ok(g.clone());
     }
-    let all = devices()?;
+    let all = list_devices()?;
     let info = all.get(index).cloned().ok_or(Unavailable::NoDevice {
         asked: index,
         found: all.len(),
@@ -242,8 +252,10 @@ impl Gpu {
         if let Some(p) = map.get(&src.name) {
             return Ok(p.clone());
         }
-        let program = Program::create_and_build_from_source(&self.context, &src.source, "")
-            .map_err(|log| api(&format!("building program {}", src.name), log))?;
+        let program = keeping_signals(|| {
+            Program::create_and_build_from_source(&self.context, &src.source, "")
+        })
+        .map_err(|log| api(&format!("building program {}", src.name), log))?;
         for &k in kernels {
             let kernel = Kernel::create(&program, k).map_err(|e| api(k, e))?;
             let bytes = kernel

@@ -73,6 +73,14 @@ impl DeviceWeights {
         model: &Model,
         layers: Range<usize>,
     ) -> Result<Arc<Self>, Unavailable> {
+        super::keeping_signals(|| Self::upload_all(gpu, model, layers))
+    }
+
+    fn upload_all(
+        gpu: Arc<Gpu>,
+        model: &Model,
+        layers: Range<usize>,
+    ) -> Result<Arc<Self>, Unavailable> {
         if layers.end > model.config.n_layers || layers.start > layers.end {
             return Err(Unavailable::Api(format!(
                 "layers {}..{} are not within the model's {}",
