@@ -258,7 +258,9 @@ impl<'m, 'b> Session<'m, 'b> {
             .all(|s| s.backend.can_rewind(filled, pos))
     }
 
-    /// Logits after the last token fed by [`Self::prefill`] or [`Self::step`].
+    /// Logits after the last token fed by [`Self::prefill`] or [`Self::step`]
+    /// (after [`Self::generate`] they are unspecified: greedy decoding on a
+    /// device takes its argmax there and leaves this row alone).
     pub fn logits(&self) -> &[f32] {
         self.logits
     }

@@ -20,7 +20,8 @@
 #define GLOBAL __global
 #define SHARED __local
 #define SHARED_PTR __local
-#define DEVICE_FN inline
+/* static: C99 inline alone may leave no definition if a call is not inlined */
+#define DEVICE_FN static inline
 #define BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
 #define LID() ((int)get_local_id(0))
 #define LOCAL_SIZE() ((int)get_local_size(0))

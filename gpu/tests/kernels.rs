@@ -1,7 +1,7 @@
 //! Every weight product kernel against the CPU's, for every encoding, on
 //! random inputs of awkward shapes: rows that do not fill the last block
-//! of rows, token counts that leave a ragged tile, odd block counts,
-//! float rows whose length is not a whole chunk, and gemma.cpp views
+//! of rows, token counts that leave a ragged tile, odd block counts, more
+//! chunks a row than lanes, rows whose length is not a whole chunk, and gemma.cpp views
 //! (rows of a stream starting mid-group, K/V row groups, head-major
 //! output projections).
 
@@ -62,11 +62,12 @@ fn every_ggml_type_matches_the_cpu() {
     };
     for ty in WeightType::ALL {
         let block = ty.block_elems();
-        // Odd block counts; float rows of 7 chunks and 3 elements.
+        // Odd block counts, and more chunks of 32 than the 32 lanes of a
+        // row, so lanes take several; float rows end in a short chunk.
         let cols = match block {
-            1 => 7 * 32 + 3,
-            32 => 7 * 32,
-            _ => 3 * 256,
+            1 => 37 * 32 + 3,
+            32 => 37 * 32,
+            _ => 5 * 256,
         };
         let bytes = random_matrix_bytes(ty, ROWS, cols);
         let m = Matrix::new(ty, ROWS, cols, &bytes).unwrap();
@@ -79,9 +80,9 @@ fn every_gemma_codec_and_view_matches_the_cpu() {
     let Some(gpu) = device("every_gemma_codec_and_view_matches_the_cpu") else {
         return;
     };
-    // A stream of 3 heads x 40 rows of 96 columns: groups of NUQ (256) and
-    // I8 (128) values straddle rows.
-    let (heads, rows, cols) = (3usize, 40usize, 96usize);
+    // A stream of 3 heads x 40 rows of 100 columns: groups of NUQ (256)
+    // and I8 (128) values straddle rows, and rows end in a short chunk.
+    let (heads, rows, cols) = (3usize, 40usize, 100usize);
     let len = heads * rows * cols;
     let values = xs(len, 99);
     for codec in Codec::ALL {

@@ -9,6 +9,7 @@ use gemma_core::exec::Serial;
 use gemma_core::format::gguf::Gguf;
 use gemma_core::generate::{GenerateOptions, Session};
 use gemma_core::load;
+use gemma_core::model::plan::Footprint;
 use gemma_core::model::{Act, Backend, Input, Inputs, Model, Prompt, Span};
 use gemma_core::quant::WeightType;
 use gemma_core::sampling::{Candidate, Sampler};
@@ -56,6 +57,13 @@ fn check(test: &str, spec: TinySpec) {
     let mut cpu = CpuBackend::new(&model, &Serial, 0..cfg.n_layers, ctx, batch, &mut buf).unwrap();
     let want = logits(&model, &mut cpu, prefill);
     let mut ocl = OpenClBackend::new(gpu, &model, 0..cfg.n_layers, ctx, batch).unwrap();
+    // The planner's arithmetic counts what the upload holds.
+    let planned = Footprint::of(&model).total();
+    assert_eq!(
+        ocl.weights().device_bytes(),
+        planned,
+        "{test}: uploaded bytes"
+    );
     let got = logits(&model, &mut ocl, prefill);
     let (mut worst, mut largest) = (0f32, 0f32);
     for (p, (g, w)) in got.iter().zip(&want).enumerate() {

@@ -303,10 +303,13 @@ pub fn random_matrix_bytes(ty: WeightType, rows: usize, cols: usize) -> Vec<u8> 
                 .collect()
         }
         _ => {
-            // Keep every f16 block scale finite and modest: clear the top
-            // exponent bits of each 16-bit word. Payload bits keep their spread.
-            for pair in bytes.chunks_exact_mut(2) {
-                pair[1] &= 0x3b;
+            // Keep the f16 block scales finite and modest: clear the top
+            // exponent bits of each scale field. Payload bits stay random.
+            let bb = ty.block_bytes();
+            for block in bytes.chunks_exact_mut(bb) {
+                for &(at, _) in scale_fields(ty) {
+                    block[at + 1] &= 0x3b;
+                }
             }
             bytes
         }

@@ -196,9 +196,9 @@ pub trait Backend: Send {
         softcap: f32,
         out: &mut [f32],
     ) -> Result<(), ForwardError>;
-    /// The index of the largest logit of row `row` of `src` (soft-capped at
-    /// `softcap`, which does not change the order), found where the logits
-    /// are, so greedy decoding returns four bytes instead of a vocabulary
+    /// The index of the largest logit of row `row` of `src`, soft-capped
+    /// at `softcap` (0: not) as [`Self::logits`] would return it (a cap can
+    /// turn distinct logits into ties), found where the logits are, so greedy decoding returns four bytes instead of a vocabulary
     /// of floats; `Ok(None)` when the backend has no such shortcut (the
     /// caller then reads the row with [`Self::logits`]). Ties go to the
     /// lowest index.

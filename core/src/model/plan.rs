@@ -4,9 +4,9 @@
 //! shapes come from the known-model table and an encoding).
 //!
 //! Layers `[0, n)` go to the device and the rest stay on the CPU, as with
-//! llama.cpp's `-ngl`; the embedding table (which Gemma ties to the output
-//! projection) goes too only when every layer does, since it is read by the
-//! first stage (embedding) and the last (logits).
+//! llama.cpp's `-ngl`. The device stage is the first, so it embeds and
+//! holds the embedding table; the final norm and a separate output
+//! projection (Gemma ties it to the table) go too when every layer does.
 
 use super::config::MAX_LAYERS;
 use super::{Model, ModelConfig};
@@ -126,8 +126,8 @@ pub struct Overheads {
 pub struct Plan {
     /// Layers `[0, gpu_layers)` run on the device.
     pub gpu_layers: usize,
-    /// The embedding table and output projection are on the device too
-    /// (only when every layer is).
+    /// The final norm and output projection are on the device too (only
+    /// when every layer is). The embedding table is whenever a layer is.
     pub output_on_device: bool,
     pub weight_bytes: u64,
     pub kv_bytes: u64,
@@ -153,8 +153,11 @@ fn cost(
     over: Overheads,
 ) -> Plan {
     let mut weights: u64 = fp.layers.iter().take(n).sum();
+    if n > 0 {
+        weights += fp.embedding;
+    }
     if output {
-        weights += fp.embedding + fp.output + fp.final_norm;
+        weights += fp.output + fp.final_norm;
     }
     let kv = (0..n).map(|l| kv_bytes(cfg, l, context, batch)).sum();
     let overhead = if n > 0 || output {
@@ -271,9 +274,10 @@ mod tests {
         let all = plan(&cfg, &fp, 4096, 64, 4096 * MIB, over);
         assert_eq!((all.gpu_layers, all.output_on_device), (26, true));
         assert_eq!(all.weight_bytes, fp.total());
-        // Without the table, about half of the layers' share.
+        // The table and half of the layers.
         let free = over.scratch
             + over.reserve
+            + fp.embedding
             + fp.layers.iter().take(13).sum::<u64>()
             + (0..13).map(|l| kv_bytes(&cfg, l, 4096, 64)).sum::<u64>();
         let some = plan(&cfg, &fp, 4096, 64, free, over);

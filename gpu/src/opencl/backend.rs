@@ -23,6 +23,8 @@ use std::sync::Arc;
 const LOGIT_ROWS: usize = 8;
 /// RoPE tables kept per pass: one per kind of layer.
 const ROPE_TABLES: usize = 2;
+/// Masks kept per pass: one per kind of layer.
+const MASKS: usize = 2;
 
 /// One layer's cache: `capacity` slots of keys, then of values.
 struct LayerCache {
@@ -72,7 +74,11 @@ pub struct OpenClBackend {
     cos: Vec<Buffer<f32>>,
     sin: Vec<Buffer<f32>>,
     tables: [Option<Rope>; ROPE_TABLES],
-    ranges: Buffer<i32>,
+    /// Key ranges of the pass's queries, one buffer per mask in use (a
+    /// pass has at most two: local and global layers), with the host copy
+    /// each holds, so a pass writes each once instead of once per layer.
+    ranges: Vec<Buffer<i32>>,
+    ranges_held: [Option<Vec<i32>>; MASKS],
     tokens: Buffer<i32>,
     logit_x: Buffer<f32>,
     logits: Buffer<f32>,
@@ -81,11 +87,6 @@ pub struct OpenClBackend {
     n: usize,
     last_error: Option<String>,
 }
-
-// SAFETY: the OpenCL objects the backend holds (queue, kernels, buffers)
-// are used from one thread at a time (`Backend` takes `&mut self`), and
-// OpenCL allows objects to move between threads.
-unsafe impl Send for OpenClBackend {}
 
 impl OpenClBackend {
     /// A backend for `layers` of `model` on `gpu`, with a cache of
@@ -202,7 +203,10 @@ impl OpenClBackend {
             cos,
             sin,
             tables: [None; ROPE_TABLES],
-            ranges: ints(2 * max_batch)?,
+            ranges: (0..MASKS)
+                .map(|_| ints(2 * max_batch))
+                .collect::<Result<Vec<_>, _>>()?,
+            ranges_held: [None, None],
             tokens: ints(max_batch)?,
             logit_x: a(LOGIT_ROWS * cfg.d_model)?,
             logits: a(LOGIT_ROWS * cfg.vocab_size)?,
@@ -351,6 +355,26 @@ impl OpenClBackend {
         Ok(i)
     }
 
+    /// The buffer holding `ranges` for this pass, written on first use.
+    fn ranges_slot(&mut self, ranges: Vec<i32>) -> Result<usize, ForwardError> {
+        if let Some(i) = self
+            .ranges_held
+            .iter()
+            .position(|h| h.as_ref() == Some(&ranges))
+        {
+            return Ok(i);
+        }
+        let i = self
+            .ranges_held
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(0);
+        let r = buffers::write(&self.queue, &mut self.ranges[i], 0, &ranges);
+        r.map_err(|e| self.fail("attend", e))?;
+        self.ranges_held[i] = Some(ranges);
+        Ok(i)
+    }
+
     /// The greedy token of row `row` of the last pass: logits and argmax on
     /// the device, four bytes back.
     fn device_argmax(&mut self, src: Act, row: usize, softcap: f32) -> Result<u32, ForwardError> {
@@ -454,6 +478,7 @@ impl Backend for OpenClBackend {
         self.start = start;
         self.n = n;
         self.tables = [None; ROPE_TABLES];
+        self.ranges_held = [None, None];
         Ok(())
     }
 
@@ -482,7 +507,9 @@ impl Backend for OpenClBackend {
             .weights
             .matrix(TensorId::global(Role::Embedding))
             .ok_or(ForwardError::Mismatch)?;
-        if dm.cols != d {
+        // A table with fewer rows than the vocabulary (a `.sbs` config can
+        // say otherwise) would be read past its end by a valid token.
+        if dm.cols != d || dm.rows < vocab {
             return Err(ForwardError::Mismatch);
         }
         let r = buffers::write(&self.queue, &mut self.tokens, 0, &ids);
@@ -606,8 +633,8 @@ impl Backend for OpenClBackend {
             // An empty range (hi < lo) gives zeros, as on the CPU.
             ranges.extend([lo as i32, hi as i32]);
         }
-        let r = buffers::write(&self.queue, &mut self.ranges, 0, &ranges);
-        r.map_err(|e| self.fail("attend", e))?;
+        let slot = self.ranges_slot(ranges)?;
+        let ranges = Arg::Mem(self.ranges[slot].get());
         let c = self.cache(layer)?;
         let cfg = &self.cfg;
         let args = [
@@ -615,7 +642,7 @@ impl Backend for OpenClBackend {
             self.act(out),
             Arg::Mem(c.keys.get()),
             Arg::Mem(c.values.get()),
-            Arg::Mem(self.ranges.get()),
+            ranges,
             Arg::I32(cfg.n_heads as i32),
             Arg::I32(cfg.n_kv_heads as i32),
             Arg::I32(cfg.head_dim as i32),

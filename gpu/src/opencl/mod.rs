@@ -195,13 +195,6 @@ pub struct Gpu {
     programs: Mutex<HashMap<String, Arc<Program>>>,
 }
 
-// SAFETY: OpenCL contexts, devices and programs are thread-safe objects
-// (the OpenCL 1.2 specification, appendix A.2: every API call but
-// clSetKernelArg may be made from any thread); the map is behind a mutex.
-unsafe impl Send for Gpu {}
-// SAFETY: as above.
-unsafe impl Sync for Gpu {}
-
 /// Opened devices, by index: a device is opened (and each program built)
 /// once per process.
 fn opened() -> &'static Mutex<HashMap<usize, Arc<Gpu>>> {
@@ -235,6 +228,16 @@ fn open_device(index: usize) -> Result<Arc<Gpu>, Unavailable> {
     map.insert(index, gpu.clone());
     Ok(gpu)
 }
+
+// The device, its weights and backends move between threads (a server's
+// workers share one upload): opencl3's handles are Send and Sync.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Gpu>();
+    send_sync::<DeviceWeights>();
+    send::<OpenClBackend>();
+};
 
 impl Gpu {
     /// A new in-order command queue (one per backend).

@@ -46,8 +46,9 @@ const NORMS: [Role; 6] = [
     Role::PostFfwNorm,
 ];
 
-/// The weights of some layers of a model (and the embedding, final norm
-/// and output projection) on one device.
+/// The weights of some layers of a model on one device, with the
+/// embedding table when they start at layer 0 (the first stage embeds) and
+/// the final norm and output projection when they end at the last.
 pub struct DeviceWeights {
     pub(super) gpu: Arc<Gpu>,
     layers: Range<usize>,
@@ -58,16 +59,9 @@ pub struct DeviceWeights {
     uploaded: u64,
 }
 
-// SAFETY: the buffers are OpenCL memory objects, which the OpenCL 1.2
-// specification (appendix A.2) makes safe to share between threads; after
-// the upload they are only read.
-unsafe impl Send for DeviceWeights {}
-// SAFETY: as above.
-unsafe impl Sync for DeviceWeights {}
-
 impl DeviceWeights {
-    /// Uploads the weights of `layers` of `model` (and the embedding, the
-    /// final norm and the output projection) to `gpu`.
+    /// Uploads the weights of `layers` of `model` to `gpu` (see
+    /// [`DeviceWeights`]), after checking that they fit.
     pub fn upload(
         gpu: Arc<Gpu>,
         model: &Model,
@@ -97,15 +91,30 @@ impl DeviceWeights {
         };
         let mut by_host = HashMap::new();
         let w = &model.weights;
-        let globals = [Role::Embedding, Role::Output].map(TensorId::global);
+        let n = model.config.n_layers;
+        // The first stage embeds, the last norms and projects to logits.
+        let mut globals = Vec::new();
+        if layers.start == 0 {
+            globals.push(TensorId::global(Role::Embedding));
+        }
+        if layers.end == n {
+            globals.push(TensorId::global(Role::Output));
+        }
         let per_layer = layers
             .clone()
             .flat_map(|l| PRODUCTS.map(|r| TensorId::layer(r, l)));
-        for id in globals.into_iter().chain(per_layer) {
+        let ids: Vec<TensorId> = globals.into_iter().chain(per_layer).collect();
+        me.check_fits(ids.iter().map(|&id| (id, w.get(id))))?;
+        for id in ids {
             me.matrix_upload(&mut by_host, id, w.get(id))?;
         }
-        let norms = layers.flat_map(|l| NORMS.map(|r| TensorId::layer(r, l)));
-        for id in norms.chain([TensorId::global(Role::FinalNorm)]) {
+        let mut norms: Vec<TensorId> = layers
+            .flat_map(|l| NORMS.map(|r| TensorId::layer(r, l)))
+            .collect();
+        if me.layers.end == n {
+            norms.push(TensorId::global(Role::FinalNorm));
+        }
+        for id in norms {
             me.gain_upload(id, w.get(id))?;
         }
         Ok(Arc::new(me))
@@ -154,6 +163,43 @@ impl DeviceWeights {
             Arg::I32(l.group_stride as i32),
             Arg::F32(m.scale),
         ]
+    }
+
+    /// Refuses, before anything is uploaded, a tensor larger than the
+    /// device's largest allocation or weights beyond its memory, naming
+    /// what does not fit (drivers would otherwise fail with a bare
+    /// CL_INVALID_BUFFER_SIZE, or later, on first use).
+    fn check_fits<'m>(
+        &self,
+        tensors: impl Iterator<Item = (TensorId, &'m Matrix<'m>)>,
+    ) -> Result<(), Unavailable> {
+        let info = &self.gpu.info;
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0u64;
+        for (id, m) in tensors {
+            let bytes = m.data.len() as u64;
+            if bytes > info.max_alloc {
+                return Err(Unavailable::Api(format!(
+                    "tensor {} holds {} MiB, more than the {} MiB one allocation on {} may hold",
+                    id.gguf_name(),
+                    bytes >> 20,
+                    info.max_alloc >> 20,
+                    info.name
+                )));
+            }
+            if seen.insert((m.data.as_ptr() as usize, m.data.len())) {
+                total += bytes;
+            }
+        }
+        if total > info.global_mem {
+            return Err(Unavailable::Api(format!(
+                "the weights need {} MiB, {} has {} MiB",
+                total >> 20,
+                info.name,
+                info.global_mem >> 20
+            )));
+        }
+        Ok(())
     }
 
     fn matrix_upload(

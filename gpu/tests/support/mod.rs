@@ -10,11 +10,12 @@ pub fn device(test: &str) -> Option<Arc<Gpu>> {
     opencl::test_device(test)
 }
 
-/// Largest absolute difference between two equally long slices.
+/// Largest absolute difference between two equally long slices; NaN when
+/// any difference is NaN (a NaN must never pass for a match).
 pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+        .fold(0.0, |m, d| if d.is_nan() || d > m { d } else { m })
 }
