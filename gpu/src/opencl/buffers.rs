@@ -111,14 +111,13 @@ pub fn launch(
     }
     for (i, a) in args.iter().enumerate() {
         let i = i as u32;
-        // SAFETY: FFI; each argument is a plain value (a memory object
-        // handle, an i32, i64 or f32) copied by OpenCL during the call.
-        // OpenCL itself only refuses a size mismatch (CL_INVALID_ARG_SIZE):
-        // that each value has the type and meaning of the kernel's
-        // parameter `i`, and that buffers are large enough for the launch,
-        // is the callers' duty (each call site lists its arguments in the
-        // order of the kernel's signature in gpu/kernels/, and the kernels
-        // bound their reads by the sizes they are given).
+        // Each value's type and meaning must match the kernel's parameter
+        // `i` (OpenCL only refuses a size mismatch), and buffers must be as
+        // large as the launch reads: each call site lists its arguments in
+        // the order of the kernel's signature in gpu/kernels/, and the
+        // kernels bound their reads by the sizes they are given.
+        // SAFETY: FFI; the value (a handle, i32, i64 or f32) is copied by
+        // OpenCL during the call; the rest is the call sites' duty above.
         let r = unsafe {
             match a {
                 Arg::Mem(m) => kernel.set_arg(i, m),
