@@ -1,7 +1,7 @@
 //! The `gemma` binary end to end: it reproduces the goldens from the
 //! command line, samples reproducibly, and fails with one clear line.
 
-use gemma_tests::{f32s, goldens, real_model_path, tolerance, u32s};
+use gemma_tests::{assert_logits_lines_match_golden, goldens, real_model_path, tolerance, u32s};
 use serde_json::Value;
 use std::process::{Command, Output};
 
@@ -97,28 +97,7 @@ fn logits_command_reproduces_golden_steps() {
         .map(|i| i.to_string())
         .collect();
     let out = stdout_ok(&["logits", "--ids", &ids.join(","), "--top", "20"]);
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
-    assert_eq!(lines.len(), ids.len());
-    let last = &lines[ids.len() - 1];
-    assert_eq!(last["pos"].as_u64().unwrap() as usize, ids.len() - 1);
-    let step = &p["steps"][0];
-    assert_eq!(u32s(&last["top_ids"]), u32s(&step["top_ids"]));
-    for (got, want) in f32s(&last["top_logits"])
-        .iter()
-        .zip(f32s(&step["top_logits"]))
-    {
-        assert!(
-            (got - want).abs() <= tolerance::TOP20_LOGIT,
-            "{got} vs {want}"
-        );
-    }
-    let argmax = u32s(&p["prompt_argmax"]);
-    for (pos, line) in lines.iter().enumerate() {
-        assert_eq!(u32s(&line["top_ids"])[0], argmax[pos], "argmax at {pos}");
-    }
+    assert_logits_lines_match_golden(&out, 0);
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub fn not_run(test: &str, why: &dyn std::fmt::Display) {
             .append(true)
             .open(path);
         if let Ok(mut f) = f {
-            let _ = writeln!(f, "gpu {test}: {why}");
+            let _ = writeln!(f, "{test}: {why}");
         }
     }
 }

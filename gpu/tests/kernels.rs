@@ -23,15 +23,7 @@ const ROWS: usize = 37;
 const TOKENS: [usize; 2] = [1, 13];
 
 fn xs(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
+    support::random(n, seed, 1.0)
 }
 
 /// The CPU's product (portable arithmetic) against the device's, relative

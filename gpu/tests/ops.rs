@@ -22,15 +22,7 @@ const START: usize = 12;
 const N: usize = 13;
 
 fn random(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) * 4.0 - 2.0
-        })
-        .collect()
+    support::random(len, seed, 2.0)
 }
 
 #[test]

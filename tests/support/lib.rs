@@ -302,3 +302,34 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Checks what `gemma logits --ids <golden prompt i's input> --top 20`
+/// printed (one JSON line a position) against the goldens: the last
+/// position's top-20 ids and logits (within [`tolerance::TOP20_LOGIT`])
+/// and every position's argmax.
+pub fn assert_logits_lines_match_golden(out: &str, i: usize) {
+    let p = &goldens()["prompts"][i];
+    let ids = u32s(&p["input_ids"]);
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), ids.len());
+    let last = &lines[ids.len() - 1];
+    assert_eq!(last["pos"].as_u64().unwrap() as usize, ids.len() - 1);
+    let step = &p["steps"][0];
+    assert_eq!(u32s(&last["top_ids"]), u32s(&step["top_ids"]));
+    for (got, want) in f32s(&last["top_logits"])
+        .iter()
+        .zip(f32s(&step["top_logits"]))
+    {
+        assert!(
+            (got - want).abs() <= tolerance::TOP20_LOGIT,
+            "{got} vs {want}"
+        );
+    }
+    let argmax = u32s(&p["prompt_argmax"]);
+    for (pos, line) in lines.iter().enumerate() {
+        assert_eq!(u32s(&line["top_ids"])[0], argmax[pos], "argmax at {pos}");
+    }
+}

@@ -14,6 +14,7 @@ use crate::exec::Executor;
 use crate::kernels::matmul::matmul_with;
 use crate::kernels::ops::{gelu_gate, rms_norm, rms_norm_inplace, rope_apply, rope_table, softcap};
 use crate::kernels::{for_row_chunks, Arith, Precision};
+use crate::model::backend::check_pass;
 use crate::model::{
     Act, Backend, ForwardError, Input, Inputs, Mask, Model, ModelConfig, Norm, Rope,
 };
@@ -234,22 +235,7 @@ impl Backend for CpuBackend<'_> {
     }
 
     fn begin(&mut self, start: usize, n: usize) -> Result<(), ForwardError> {
-        if n > self.max_batch {
-            return Err(ForwardError::BatchTooLarge {
-                got: n,
-                max: self.max_batch,
-            });
-        }
-        let max = self.cache.max_context();
-        match start.checked_add(n) {
-            Some(end) if end <= max => {}
-            end => {
-                return Err(ForwardError::ContextFull {
-                    needed: end.unwrap_or(usize::MAX),
-                    max,
-                })
-            }
-        }
+        check_pass(start, n, self.max_batch, self.cache.max_context())?;
         self.start = start;
         self.n = n;
         self.tables = [None; ROPE_TABLES];

@@ -140,6 +140,29 @@ impl fmt::Display for ForwardError {
     }
 }
 
+/// What every backend's [`Backend::begin`] checks: a pass of `n` tokens
+/// at `start` fits passes of `max_batch` and a cache of `max_context`.
+pub fn check_pass(
+    start: usize,
+    n: usize,
+    max_batch: usize,
+    max_context: usize,
+) -> Result<(), ForwardError> {
+    if n > max_batch {
+        return Err(ForwardError::BatchTooLarge {
+            got: n,
+            max: max_batch,
+        });
+    }
+    match start.checked_add(n) {
+        Some(end) if end <= max_context => Ok(()),
+        end => Err(ForwardError::ContextFull {
+            needed: end.unwrap_or(usize::MAX),
+            max: max_context,
+        }),
+    }
+}
+
 /// One device's share of the forward pass. Every operation works on the
 /// rows of the current pass (set by [`Backend::begin`]).
 pub trait Backend: Send {

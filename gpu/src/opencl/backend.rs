@@ -8,6 +8,7 @@ use super::weights::{DeviceMatrix, DeviceWeights};
 use super::{Gpu, Unavailable};
 use crate::kernels::{self, ENCODINGS};
 use gemma_core::kernels::ops::rope_table;
+use gemma_core::model::backend::check_pass;
 use gemma_core::model::cache as kv_cache;
 use gemma_core::model::{
     Act, Backend, ForwardError, Input, Inputs, Mask, Model, ModelConfig, Norm, Rope,
@@ -460,21 +461,7 @@ impl Backend for OpenClBackend {
     }
 
     fn begin(&mut self, start: usize, n: usize) -> Result<(), ForwardError> {
-        if n > self.max_batch {
-            return Err(ForwardError::BatchTooLarge {
-                got: n,
-                max: self.max_batch,
-            });
-        }
-        match start.checked_add(n) {
-            Some(end) if end <= self.max_context => {}
-            end => {
-                return Err(ForwardError::ContextFull {
-                    needed: end.unwrap_or(usize::MAX),
-                    max: self.max_context,
-                })
-            }
-        }
+        check_pass(start, n, self.max_batch, self.max_context)?;
         self.start = start;
         self.n = n;
         self.tables = [None; ROPE_TABLES];

@@ -3,6 +3,7 @@
 //! and tiles, odd block counts, views into gemma.cpp streams).
 
 use super::buffers::{self, alloc, launch, upload, Arg};
+use super::weights::DeviceMatrix;
 use super::{Gpu, Unavailable};
 use crate::kernels::{self, ENCODINGS};
 use gemma_core::weights::Matrix;
@@ -30,20 +31,8 @@ pub fn product(gpu: &Gpu, m: &Matrix, x: &[f32], n: usize) -> Result<Vec<f32>, U
     let w = upload(&gpu.context, m.data).map_err(api)?;
     let xb = upload(&gpu.context, x).map_err(api)?;
     let y = alloc::<f32>(&gpu.context, n * m.rows).map_err(api)?;
-    let l = m.layout();
-    let mut args = vec![
-        Arg::Mem(w.get()),
-        Arg::I32(m.rows as i32),
-        Arg::I32(m.cols as i32),
-        Arg::I64(l.row_bytes as i64),
-        Arg::I64(l.first as i64),
-        Arg::I32(l.head_cols as i32),
-        Arg::I32(l.group_rows as i32),
-        Arg::I32(l.group_stride as i32),
-        Arg::F32(m.scale),
-        Arg::Mem(xb.get()),
-        Arg::Mem(y.get()),
-    ];
+    let mut args = DeviceMatrix::of(m, 0, code).args(w.get()).to_vec();
+    args.extend([Arg::Mem(xb.get()), Arg::Mem(y.get())]);
     let tiles = if n == 1 {
         1
     } else {

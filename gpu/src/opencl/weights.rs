@@ -9,6 +9,7 @@ use crate::kernels::ENCODINGS;
 use gemma_core::model::Model;
 use gemma_core::weights::{Layout, Matrix, Role, TensorId};
 use opencl3::memory::{Buffer, ClMem};
+use opencl3::types::cl_mem;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -25,6 +26,36 @@ pub(super) struct DeviceMatrix {
     pub cols: usize,
     layout: Layout,
     scale: f32,
+}
+
+impl DeviceMatrix {
+    /// `m`, whose bytes are upload `bytes`, encoded as `ENCODINGS[code]`.
+    pub(super) fn of(m: &Matrix, bytes: usize, code: usize) -> Self {
+        DeviceMatrix {
+            bytes,
+            code,
+            rows: m.rows,
+            cols: m.cols,
+            layout: m.layout(),
+            scale: m.scale,
+        }
+    }
+
+    /// The kernels' `MATRIX_PARAMS`, the bytes being `mem`.
+    pub(super) fn args(&self, mem: cl_mem) -> [Arg; 9] {
+        let l = self.layout;
+        [
+            Arg::Mem(mem),
+            Arg::I32(self.rows as i32),
+            Arg::I32(self.cols as i32),
+            Arg::I64(l.row_bytes as i64),
+            Arg::I64(l.first as i64),
+            Arg::I32(l.head_cols as i32),
+            Arg::I32(l.group_rows as i32),
+            Arg::I32(l.group_stride as i32),
+            Arg::F32(self.scale),
+        ]
+    }
 }
 
 /// The roles the matrix products read, and the norm gains, of a layer.
@@ -151,18 +182,7 @@ impl DeviceWeights {
 
     /// A matrix as the kernels' `MATRIX_PARAMS` take it.
     pub(super) fn args(&self, m: &DeviceMatrix) -> [Arg; 9] {
-        let l = m.layout;
-        [
-            Arg::Mem(self.bytes[m.bytes].get()),
-            Arg::I32(m.rows as i32),
-            Arg::I32(m.cols as i32),
-            Arg::I64(l.row_bytes as i64),
-            Arg::I64(l.first as i64),
-            Arg::I32(l.head_cols as i32),
-            Arg::I32(l.group_rows as i32),
-            Arg::I32(l.group_stride as i32),
-            Arg::F32(m.scale),
-        ]
+        m.args(self.bytes[m.bytes].get())
     }
 
     /// Refuses, before anything is uploaded, a tensor larger than the
@@ -235,14 +255,7 @@ impl DeviceWeights {
                 self.bytes.len() - 1
             }
         };
-        let dm = DeviceMatrix {
-            bytes,
-            code,
-            rows: m.rows,
-            cols: m.cols,
-            layout: m.layout(),
-            scale: m.scale,
-        };
+        let dm = DeviceMatrix::of(m, bytes, code);
         self.matrices.insert(id, dm);
         Ok(())
     }
