@@ -288,7 +288,16 @@ fn show_value(v: &Value) -> String {
 pub fn info(a: InfoArgs) -> Result<()> {
     use crate::inspect::{self, Kind};
     if a.devices {
-        return crate::device::list();
+        crate::device::list()?;
+        let wants_plan = a.known.is_some()
+            || a.context.is_some()
+            || a.memory.is_some()
+            || a.model.model.is_some();
+        return if wants_plan {
+            crate::device::plans(&a)
+        } else {
+            Ok(())
+        };
     }
     let path = a.model.path()?;
     match inspect::kind(&path)? {

@@ -93,3 +93,50 @@ pub fn list() -> Result<(), String> {
     }
     w(format!("auto: {}", report.auto))
 }
+
+/// Passes a plan assumes: `--batch`'s default.
+const PLAN_BATCH: usize = 256;
+
+/// `gemma info --devices` with a model: how much of it each device (and a
+/// device of `--memory` MiB) holds, for `--context`.
+pub fn plans(a: &crate::InfoArgs) -> Result<(), String> {
+    use gemma_core::model::plan::Footprint;
+    use gemma_platform::plan;
+    let loaded;
+    let (cfg, fp, what) = match &a.known {
+        Some(name) => {
+            let cfg = plan::known_config(name)?;
+            let bits = plan::bits_per_weight(&a.weights)?;
+            let what = format!("{name} ({}, {bits} bits a weight, estimated)", a.weights);
+            (cfg, Footprint::estimate(&cfg, bits), what)
+        }
+        None => {
+            loaded = a.model.load()?;
+            let model = loaded.model();
+            let what = a.model.path()?.display().to_string();
+            (model.config, Footprint::of(&model), what)
+        }
+    };
+    let context = a.context.unwrap_or(cfg.context_length.min(4096)).max(1);
+    let mib = |b: u64| b.div_ceil(1 << 20);
+    let mut out = std::io::stdout().lock();
+    let mut w = |s: String| writeln!(out, "{s}").map_err(|e| e.to_string());
+    w(format!(
+        "\nplan for {what}: {} layers, weights {} MiB, context {context}, passes of {PLAN_BATCH}",
+        cfg.n_layers,
+        mib(fp.total())
+    ))?;
+    let scratch = plan::scratch_bytes(&cfg, PLAN_BATCH);
+    let mut devices = survey().memory;
+    if let Some(m) = a.memory {
+        devices.push((format!("--memory {m}"), m << 20));
+    }
+    if devices.is_empty() {
+        w("  no device to plan for: give --memory MiB".into())?;
+    }
+    for (name, bytes) in devices {
+        let p = plan::describe(&cfg, &fp, &name, bytes, context, PLAN_BATCH, scratch);
+        w(format!("  {p}"))?;
+    }
+    Ok(())
+}

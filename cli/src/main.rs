@@ -225,9 +225,26 @@ pub struct InfoArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// List the OpenCL devices (memory, limits, driver) and the one
-    /// `--device auto` picks, instead of a model's metadata; needs no model
+    /// `--device auto` picks, instead of a model's metadata; needs no model.
+    /// With --model, --known, --context or --memory, also how much of the
+    /// model each device (and a device of --memory MiB) holds
     #[arg(long, conflicts_with_all = ["tensors", "check", "distortion"])]
     pub devices: bool,
+    /// With --devices: plan for a model gemma.cpp knows by name (e.g.
+    /// Gemma3_1B, Gemma2_2B, Gemma3_4B) instead of a file, its weights
+    /// stored as --weights
+    #[arg(long, requires = "devices", conflicts_with = "model")]
+    pub known: Option<String>,
+    /// With --known: the weights' encoding (q4_k_m, q8_0, sfp, nuq, ...)
+    #[arg(long, requires = "known", default_value = "q4_k_m")]
+    pub weights: String,
+    /// With --devices: the context to plan for [default: the model's, at most 4096]
+    #[arg(long, requires = "devices")]
+    pub context: Option<usize>,
+    /// With --devices: also plan for a device of this many MiB (e.g. 2048
+    /// for a 2 GB card)
+    #[arg(long, requires = "devices")]
+    pub memory: Option<u64>,
     /// Also print every tensor
     #[arg(long)]
     pub tensors: bool,

@@ -184,10 +184,7 @@ fn a_device_takes_only_exact_precision_and_auto_with_fast_stays_on_the_cpu() {
 
 #[test]
 fn info_devices_without_opencl_says_why_and_that_auto_is_the_cpu() {
-    let (out, _) = stdout_ok(
-        &["info", "--devices", "--model", "/nonexistent/model.gguf"],
-        true,
-    );
+    let (out, _) = stdout_ok(&["info", "--devices"], true);
     let out = lines(&out);
     assert_eq!(out.len(), 2, "{out:?}");
     assert!(out[0].starts_with("no OpenCL devices: "), "{out:?}");
@@ -195,17 +192,15 @@ fn info_devices_without_opencl_says_why_and_that_auto_is_the_cpu() {
     assert!(out.iter().all(|l| says_opencl_is_missing(l)), "{out:?}");
 }
 
-/// Needs no model: a model named but missing is not read.
+/// Needs no model (`$GEMMA_MODEL` is set here, and not read).
 #[test]
 fn info_devices_lists_every_device_and_what_auto_picks() {
     let test = "info_devices_lists_every_device_and_what_auto_picks";
     if !opencl(test) {
         return;
     }
-    let (out, _) = stdout_ok(
-        &["info", "--devices", "--model", "/nonexistent/model.gguf"],
-        false,
-    );
+    let (out, _) = stdout_ok(&["info", "--devices"], false);
+    assert!(!out.contains("plan for"), "{out}");
     let survey = gemma_platform::device::survey();
     for d in &survey.devices {
         assert!(out.contains(d.as_str()), "{d} in {out}");
@@ -429,4 +424,72 @@ fn serve_on_a_device_answers_from_its_cache_and_stops_on_sigterm() {
     };
     assert!(status.success(), "exit status {status}: {}", log_text());
     assert!(log_text().contains("shutting down"), "{}", log_text());
+}
+
+/// With a model (a file, or one gemma.cpp knows by name and an encoding),
+/// `info --devices` says how much of it a device holds: the planner's
+/// arithmetic, which needs no device when given --memory.
+#[test]
+fn info_devices_plans_a_model_for_a_device_of_given_memory() {
+    let model = real_model_path();
+    let model = model.to_str().unwrap();
+    let args = [
+        "info",
+        "--devices",
+        "--model",
+        model,
+        "--context",
+        "2048",
+        "--memory",
+        "2048",
+    ];
+    let (out, _) = stdout_ok(&args, true);
+    assert!(
+        out.contains("plan for ") && out.contains("18 layers"),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .position(|l| l.contains("--memory 2048 (2048 MiB)"))
+        .expect(&out);
+    assert!(
+        out.lines()
+            .nth(line)
+            .unwrap()
+            .contains("all 18 layers and the output"),
+        "{out}"
+    );
+    assert!(out.contains("(context 2048)"), "{out}");
+    // Gemma 3 1B at Q8_0 fits 2 GB whole; Gemma 2 2B at Q4_K_M, with its
+    // f32 cache of 4096 positions, only in part.
+    let known = |name: &str, weights: &str| {
+        let args = [
+            "info",
+            "--devices",
+            "--known",
+            name,
+            "--weights",
+            weights,
+            "--memory",
+            "2048",
+        ];
+        stdout_ok(&args, true).0
+    };
+    let one = known("Gemma3_1B", "q8_0");
+    assert!(
+        one.contains("26 layers") && one.contains("all 26 layers and the output"),
+        "{one}"
+    );
+    let two = known("gemma2-2b", "q4_k_m");
+    assert!(
+        two.contains("layers 0..") && two.contains("the rest on the CPU"),
+        "{two}"
+    );
+    // Unknown names and encodings are refused with the list.
+    let bad = gemma(
+        &["info", "--devices", "--known", "Gemma9", "--memory", "1"],
+        true,
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Gemma3_1B"));
 }

@@ -91,6 +91,9 @@ pub struct DeviceReport {
     pub missing: Option<String>,
     /// What `auto` picks, and why: `opencl:N ...` or `cpu (...)`.
     pub auto: String,
+    /// Each device's short name (`opencl:N name`) and memory in bytes,
+    /// for plans.
+    pub memory: Vec<(String, u64)>,
 }
 
 /// Lists the OpenCL devices and what `auto` would pick of them, without
@@ -108,10 +111,17 @@ pub fn survey() -> DeviceReport {
             Ok(i) => opencl::picked_note(i),
             Err(why) => format!("cpu ({why})"),
         };
+        let memory = listing
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| (opencl::name(d), d.global_mem))
+            .collect();
         DeviceReport {
             devices,
             missing,
             auto,
+            memory,
         }
     }
     #[cfg(not(feature = "opencl"))]
@@ -121,6 +131,7 @@ pub fn survey() -> DeviceReport {
             devices: Vec::new(),
             missing: Some(why.clone()),
             auto: format!("cpu ({why})"),
+            memory: Vec::new(),
         }
     }
 }

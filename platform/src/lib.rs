@@ -17,6 +17,7 @@ pub mod gguf_writer;
 pub mod hf;
 pub(crate) mod legacy_sbs;
 pub mod loaded;
+pub mod plan;
 pub mod sbs_writer;
 pub(crate) mod source;
 pub mod synthetic;

@@ -219,6 +219,18 @@ impl OpenClBackend {
         })
     }
 
+    /// Device bytes a backend holds besides its weights and KV cache, for
+    /// passes of `max_batch` (what `with_weights` allocates: activations,
+    /// RoPE tables, key ranges, token ids, logits rows).
+    pub fn scratch_bytes(cfg: &ModelConfig, max_batch: usize) -> u64 {
+        let b = max_batch as u64;
+        let acts: u64 = Act::ALL.iter().map(|a| b * a.width(cfg) as u64).sum();
+        let tables = 2 * ROPE_TABLES as u64 * b * (cfg.head_dim / 2) as u64;
+        let ints = MASKS as u64 * 2 * b + b + LOGIT_ROWS as u64;
+        let logits = LOGIT_ROWS as u64 * (cfg.d_model + cfg.vocab_size) as u64;
+        4 * (acts + tables + ints + logits)
+    }
+
     /// The device it runs on.
     pub fn gpu(&self) -> &Gpu {
         &self.weights.gpu
