@@ -34,7 +34,7 @@ pub fn engine(compute: &ComputeArgs, model: &Model) -> Result<Engine, String> {
             )),
         };
     }
-    let chosen = Engine::choose(choice, model).map_err(|e| match e {
+    let chosen = Engine::choose_layers(choice, model, compute.gpu_layers).map_err(|e| match e {
         // It names the device itself.
         DeviceError::OpenCl { .. } => format!("--device {e}"),
         e => format!("--device {choice}: {e}"),

@@ -148,6 +148,10 @@ pub struct ComputeArgs {
     /// --precision exact)
     #[arg(long, default_value = "auto")]
     pub device: gemma_platform::DeviceChoice,
+    /// Layers on the device, the rest on the CPU: a number (the first N),
+    /// `all`, or `auto` (as many as fit its memory)
+    #[arg(long, default_value = "all")]
+    pub gpu_layers: gemma_platform::GpuLayers,
 }
 
 impl ComputeArgs {

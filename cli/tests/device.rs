@@ -242,6 +242,30 @@ fn opencl_run_reproduces_the_golden_greedy_ids() {
     assert_eq!(ids, cpu);
 }
 
+/// Partial offload: the first 9 of the 18 layers on the device, the rest
+/// (and the output projection) on the CPU.
+#[test]
+fn opencl_with_half_the_layers_reproduces_the_golden_greedy_ids() {
+    let test = "opencl_with_half_the_layers_reproduces_the_golden_greedy_ids";
+    if !opencl(test) {
+        return;
+    }
+    let n = 6;
+    let args = ["--device", "opencl", "--gpu-layers", "9", "--stats"];
+    let (ids, err) = run_golden(&args, n, false);
+    assert_golden_ids(&ids, n);
+    assert!(
+        err.contains("layers 0..9 of 18"),
+        "--stats names the split: {err}"
+    );
+    let bad = gemma(
+        &["run", "-p", "x", "--device", "opencl", "--gpu-layers", "x"],
+        false,
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--gpu-layers"));
+}
+
 #[test]
 fn opencl_logits_reproduce_the_golden_steps() {
     let test = "opencl_logits_reproduce_the_golden_steps";

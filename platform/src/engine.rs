@@ -17,6 +17,9 @@ use gemma_core::exec::Executor;
 use gemma_core::generate::{Session, SessionError};
 use gemma_core::kernels::Precision;
 use gemma_core::model::{Model, ModelConfig};
+
+#[cfg(feature = "opencl")]
+use gemma_core::cpu::CpuBackend;
 use std::fmt;
 
 #[cfg(feature = "opencl")]
@@ -34,8 +37,62 @@ enum Kind {
     #[cfg(feature = "opencl")]
     OpenCl {
         info: DeviceInfo,
+        /// Layers `[0, weights.layers().end)` run on the device, the rest
+        /// on the CPU (partial offload).
         weights: Arc<DeviceWeights>,
+        /// The model's depth.
+        n_layers: usize,
     },
+}
+
+/// How many of a model's layers go to the device (`--gpu-layers`); the
+/// rest run on the CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GpuLayers {
+    /// Every layer.
+    #[default]
+    All,
+    /// The first `n` (all when `n` is the model's depth or more).
+    First(usize),
+    /// As many as fit the device's memory at the model's context (at most
+    /// 4096 positions) by `model::plan`.
+    Fit,
+}
+
+impl std::str::FromStr for GpuLayers {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(GpuLayers::All),
+            "auto" => Ok(GpuLayers::Fit),
+            n => n.parse().map(GpuLayers::First).map_err(|_| {
+                format!("--gpu-layers takes a number of layers, `all` or `auto`, not {n:?}")
+            }),
+        }
+    }
+}
+
+impl GpuLayers {
+    /// The layers on a device of `memory` bytes.
+    pub fn count(self, model: &Model, memory: u64) -> usize {
+        let n = model.config.n_layers;
+        match self {
+            GpuLayers::All => n,
+            GpuLayers::First(k) => k.min(n),
+            GpuLayers::Fit => {
+                use gemma_core::model::plan::{plan, Footprint, Overheads};
+                const BATCH: usize = 256;
+                let cfg = &model.config;
+                let over = Overheads {
+                    scratch: crate::plan::scratch_bytes(cfg, BATCH),
+                    reserve: crate::plan::RESERVE_BYTES,
+                };
+                let context = cfg.context_length.min(4096);
+                plan(cfg, &Footprint::of(model), context, BATCH, memory, over).gpu_layers
+            }
+        }
+    }
 }
 
 /// What [`Engine::choose`] settled on.
@@ -58,21 +115,31 @@ impl Engine {
     /// (saying why) when there is no device to pick or the picked one
     /// cannot hold the model; `opencl:N` fails instead.
     pub fn choose(choice: DeviceChoice, model: &Model) -> Result<Chosen, DeviceError> {
+        Self::choose_layers(choice, model, GpuLayers::All)
+    }
+
+    /// [`Self::choose`], with `layers` of the model on the device (the
+    /// rest on the CPU).
+    pub fn choose_layers(
+        choice: DeviceChoice,
+        model: &Model,
+        layers: GpuLayers,
+    ) -> Result<Chosen, DeviceError> {
         let engine = match choice {
             DeviceChoice::Cpu => Engine::cpu(),
-            DeviceChoice::OpenCl(index) => Engine::opencl(index, model)?,
-            DeviceChoice::Auto => return Ok(Engine::auto(model)),
+            DeviceChoice::OpenCl(index) => Engine::opencl_layers(index, model, layers)?,
+            DeviceChoice::Auto => return Ok(Engine::auto(model, layers)),
         };
         Ok(Chosen { engine, note: None })
     }
 
-    fn auto(model: &Model) -> Chosen {
+    fn auto(model: &Model, layers: GpuLayers) -> Chosen {
         #[cfg(feature = "opencl")]
         let why = {
             use crate::device::{auto_pick, opencl};
             let listing = gemma_gpu::opencl::devices();
             match auto_pick(listing.as_deref()) {
-                Ok(info) => match Engine::opencl(info.index, model) {
+                Ok(info) => match Engine::opencl_layers(info.index, model, layers) {
                     Ok(engine) => {
                         return Chosen {
                             engine,
@@ -86,7 +153,7 @@ impl Engine {
         };
         #[cfg(not(feature = "opencl"))]
         let why = {
-            let _ = model;
+            let _ = (model, layers);
             DeviceError::NotBuilt.to_string()
         };
         Chosen {
@@ -98,11 +165,17 @@ impl Engine {
     /// OpenCL device `index` with every layer of `model` uploaded.
     #[cfg(feature = "opencl")]
     pub fn opencl(index: usize, model: &Model) -> Result<Self, DeviceError> {
-        Self::open_and_upload(index, model)
+        Self::opencl_layers(index, model, GpuLayers::All)
     }
 
+    /// OpenCL device `index` with `layers` of `model` uploaded: all, the
+    /// first `n`, or as many as the planner says fit its memory.
     #[cfg(feature = "opencl")]
-    fn open_and_upload(index: usize, model: &Model) -> Result<Self, DeviceError> {
+    pub fn opencl_layers(
+        index: usize,
+        model: &Model,
+        layers: GpuLayers,
+    ) -> Result<Self, DeviceError> {
         use gemma_gpu::opencl::{open, Unavailable};
         let err = |e: Unavailable| DeviceError::OpenCl {
             index,
@@ -110,12 +183,26 @@ impl Engine {
         };
         let gpu = open(index).map_err(err)?;
         let info = gpu.info.clone();
-        let weights = DeviceWeights::upload(gpu, model, 0..model.config.n_layers).map_err(err)?;
+        let n = layers.count(model, info.global_mem);
+        if n == 0 {
+            return Err(DeviceError::OpenCl {
+                index,
+                why: format!(
+                    "no layer of the model fits its {} MiB",
+                    info.global_mem >> 20
+                ),
+            });
+        }
+        let weights = DeviceWeights::upload(gpu, model, 0..n).map_err(err)?;
         // A backend of one position builds the kernels the weights need, so
         // a device that cannot run them fails here (where `auto` can still
         // fall back), not in the first conversation.
         OpenClBackend::with_weights(weights.clone(), &model.config, 1, 1).map_err(err)?;
-        Ok(Engine(Kind::OpenCl { info, weights }))
+        Ok(Engine(Kind::OpenCl {
+            info,
+            weights,
+            n_layers: model.config.n_layers,
+        }))
     }
 
     /// Without the `opencl` feature there is no device to open.
@@ -123,6 +210,25 @@ impl Engine {
     pub fn opencl(index: usize, model: &Model) -> Result<Self, DeviceError> {
         let _ = (index, model);
         Err(DeviceError::NotBuilt)
+    }
+
+    #[cfg(not(feature = "opencl"))]
+    pub fn opencl_layers(
+        index: usize,
+        model: &Model,
+        layers: GpuLayers,
+    ) -> Result<Self, DeviceError> {
+        let _ = (index, model, layers);
+        Err(DeviceError::NotBuilt)
+    }
+
+    /// Layers on the device (0 on the CPU).
+    pub fn device_layers(&self) -> usize {
+        match &self.0 {
+            Kind::Cpu => 0,
+            #[cfg(feature = "opencl")]
+            Kind::OpenCl { weights, .. } => weights.layers().end,
+        }
     }
 
     pub fn is_cpu(&self) -> bool {
@@ -142,7 +248,7 @@ impl Engine {
                 .map(|b| SessionMemory(Memory::Cpu(b)))
                 .ok_or(DeviceError::TooLarge),
             #[cfg(feature = "opencl")]
-            Kind::OpenCl { info, weights } => {
+            Kind::OpenCl { info, weights, .. } => {
                 use gemma_core::generate::SessionSizes;
                 use gemma_core::sampling::Candidate;
                 // The same sizes as on the CPU (all f32), which also rules
@@ -155,8 +261,22 @@ impl Engine {
                             index: info.index,
                             why: e.to_string(),
                         })?;
+                // Layers past the device's run on the CPU, their cache in
+                // host memory, the residual stream staged between the two.
+                let split = weights.layers().end;
+                let (host, staging) = if split < cfg.n_layers {
+                    let len =
+                        CpuBackend::required_len(cfg, split..cfg.n_layers, max_context, max_batch)
+                            .ok_or(DeviceError::TooLarge)?;
+                    (vec![0f32; len], vec![0f32; max_batch * cfg.d_model])
+                } else {
+                    (Vec::new(), Vec::new())
+                };
                 Ok(SessionMemory(Memory::OpenCl(Box::new(OnDevice {
                     backend,
+                    split,
+                    host,
+                    staging,
                     logits: vec![0.0; cfg.vocab_size],
                     candidates: vec![Candidate::default(); cfg.vocab_size],
                     max_context,
@@ -174,7 +294,18 @@ impl fmt::Display for Engine {
         match &self.0 {
             Kind::Cpu => f.write_str("cpu"),
             #[cfg(feature = "opencl")]
-            Kind::OpenCl { info, .. } => f.write_str(&crate::device::opencl::name(info)),
+            Kind::OpenCl {
+                info,
+                weights,
+                n_layers,
+            } => {
+                f.write_str(&crate::device::opencl::name(info))?;
+                let on = weights.layers().end;
+                if on < *n_layers {
+                    write!(f, ", layers 0..{on} of {n_layers} (the rest on the CPU)")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -188,10 +319,14 @@ enum Memory {
     OpenCl(Box<OnDevice>),
 }
 
-/// A device backend and the host memory a session needs next to it.
+/// A device backend and the host memory a session needs next to it: for
+/// layers `split..` the CPU backend's memory and the staging row.
 #[cfg(feature = "opencl")]
 struct OnDevice {
     backend: OpenClBackend,
+    split: usize,
+    host: Vec<f32>,
+    staging: Vec<f32>,
     logits: Vec<f32>,
     candidates: Vec<gemma_core::sampling::Candidate>,
     max_context: usize,
@@ -240,10 +375,38 @@ impl SessionMemory {
         match &mut self.0 {
             Memory::Cpu(b) => b.with_session(model, exec, precision, f),
             #[cfg(feature = "opencl")]
-            Memory::OpenCl(d) => {
+            Memory::OpenCl(d) if d.split == model.config.n_layers => {
                 let mut session = Session::new(
                     &model.config,
                     &mut d.backend,
+                    &mut d.logits,
+                    &mut d.candidates,
+                )?;
+                Ok(f(&mut session))
+            }
+            #[cfg(feature = "opencl")]
+            Memory::OpenCl(d) => {
+                use gemma_core::model::Stage;
+                let cfg = &model.config;
+                let (device, host) = (0..d.split, d.split..cfg.n_layers);
+                let (ctx, batch) = (d.max_context, d.max_batch);
+                let mut cpu = CpuBackend::new(model, exec, host.clone(), ctx, batch, &mut d.host)
+                    .map_err(|_| SessionError::BuffersTooSmall)?
+                    .with_precision(precision);
+                let stages = [
+                    Stage {
+                        layers: device,
+                        backend: &mut d.backend,
+                    },
+                    Stage {
+                        layers: host,
+                        backend: &mut cpu,
+                    },
+                ];
+                let mut session = Session::staged(
+                    cfg,
+                    stages,
+                    &mut d.staging,
                     &mut d.logits,
                     &mut d.candidates,
                 )?;
@@ -309,5 +472,68 @@ mod tests {
         assert_eq!((b.max_context(), b.max_batch()), (32, 8));
         drop((a, b));
         assert_eq!(Arc::strong_count(weights), before);
+    }
+
+    /// Layers 0..3 on the device and 3..6 on the CPU, the residual stream
+    /// handed over each pass: the logits of a CPU session, prefill and
+    /// decode, and the cache kept across sessions on both sides.
+    #[test]
+    fn layers_split_between_device_and_cpu_match_the_cpu() {
+        let test = "layers_split_between_device_and_cpu_match_the_cpu";
+        let loaded = LoadedModel::from_vec("tiny", tiny_model(&TinySpec::default())).unwrap();
+        let model = loaded.model();
+        let cfg = &model.config;
+        if test_device(test, &model).is_none() {
+            return;
+        }
+        let split = Engine::opencl_layers(0, &model, GpuLayers::First(3)).unwrap();
+        assert_eq!(split.device_layers(), 3);
+        assert!(split.to_string().contains("layers 0..3 of 6"), "{split}");
+        let exec = gemma_core::exec::Serial;
+        let run = |engine: &Engine| {
+            let mut memory = engine.memory(cfg, 32, 4).unwrap();
+            let mut rows = Vec::new();
+            // Two sessions over one memory: the second continues the first.
+            for tokens in [&[2u32, 9, 17, 40, 7][..], &[100, 31]] {
+                memory
+                    .with_session(&model, &exec, Precision::Exact, |s| {
+                        if !tokens.contains(&100) {
+                            rows.push(
+                                s.prefill(gemma_core::model::Prompt::tokens(tokens))
+                                    .unwrap()
+                                    .to_vec(),
+                            );
+                        } else {
+                            s.set_pos(5).unwrap();
+                            for &t in tokens {
+                                rows.push(s.step(t).unwrap().to_vec());
+                            }
+                        }
+                    })
+                    .unwrap();
+            }
+            rows
+        };
+        let want = run(&Engine::cpu());
+        let got = run(&split);
+        for (w, g) in want.iter().zip(&got) {
+            let d = w
+                .iter()
+                .zip(g)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, |m, d| if d.is_nan() || d > m { d } else { m });
+            assert!(d <= 5e-3, "{test}: logits differ by {d}");
+        }
+        // The planner's choice: everything on a large device, nothing on
+        // a device smaller than the reserve.
+        assert_eq!(GpuLayers::Fit.count(&model, 8 << 30), 6);
+        assert_eq!(GpuLayers::Fit.count(&model, 1 << 20), 0);
+        assert_eq!(GpuLayers::First(9).count(&model, 0), 6);
+        assert_eq!("auto".parse::<GpuLayers>().unwrap(), GpuLayers::Fit);
+        assert_eq!("4".parse::<GpuLayers>().unwrap(), GpuLayers::First(4));
+        assert!("x"
+            .parse::<GpuLayers>()
+            .unwrap_err()
+            .contains("--gpu-layers"));
     }
 }

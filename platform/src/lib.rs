@@ -25,7 +25,7 @@ pub mod turn;
 
 pub use conversation::{Conversation, TurnStats};
 pub use device::{DeviceChoice, DeviceError};
-pub use engine::{Chosen, Engine, SessionMemory};
+pub use engine::{Chosen, Engine, GpuLayers, SessionMemory};
 pub use exec::WorkerPool;
 pub use loaded::{CpuParts, LoadError, LoadedModel, SessionBuffers};
 pub use turn::{ChatTemplate, Generator, Speaker, Streamed, TurnOutput};
