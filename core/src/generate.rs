@@ -113,7 +113,16 @@ pub struct GenerateOptions<'s> {
     pub stop_tokens: &'s [u32],
     /// Told how the prompt's prefill goes; `None` for no reports.
     pub prefill_progress: Option<PrefillProgress<'s>>,
+    /// Changes each logits row before a token is sampled from it (logit
+    /// biases, repetition penalties); `None` for none. With it, greedy
+    /// decoding reads the row on the host instead of asking the backend
+    /// for its argmax.
+    pub adjust_logits: Option<AdjustLogits<'s>>,
 }
+
+/// See [`GenerateOptions::adjust_logits`].
+/// `Sync`, as generation may run on a worker thread.
+pub type AdjustLogits<'s> = &'s (dyn Fn(&mut [f32]) + Sync);
 
 impl fmt::Debug for GenerateOptions<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,6 +130,7 @@ impl fmt::Debug for GenerateOptions<'_> {
             .field("max_new_tokens", &self.max_new_tokens)
             .field("stop_tokens", &self.stop_tokens)
             .field("prefill_progress", &self.prefill_progress.is_some())
+            .field("adjust_logits", &self.adjust_logits.is_some())
             .finish()
     }
 }
@@ -395,8 +405,12 @@ impl<'m, 'b> Session<'m, 'b> {
     /// The next token after the last input fed: greedy decoding asks the
     /// last backend for its argmax (a GPU returns four bytes), anything
     /// else samples the logits row on the host.
-    fn next_token(&mut self, sampler: &mut Sampler) -> Result<u32, SessionError> {
-        if sampler.params().is_greedy() {
+    fn next_token(
+        &mut self,
+        sampler: &mut Sampler,
+        adjust: Option<AdjustLogits>,
+    ) -> Result<u32, SessionError> {
+        if sampler.params().is_greedy() && adjust.is_none() {
             let row = self
                 .last_pass
                 .checked_sub(1)
@@ -407,6 +421,9 @@ impl<'m, 'b> Session<'m, 'b> {
             }
         }
         self.last_logits()?;
+        if let Some(adjust) = adjust {
+            adjust(self.logits);
+        }
         Ok(sampler.sample(self.logits, self.candidates))
     }
 
@@ -433,7 +450,7 @@ impl<'m, 'b> Session<'m, 'b> {
                     stop: StopReason::MaxTokens,
                 });
             }
-            let token = self.next_token(sampler)?;
+            let token = self.next_token(sampler, opts.adjust_logits)?;
             if opts.stop_tokens.contains(&token) {
                 return Ok(Outcome {
                     generated,

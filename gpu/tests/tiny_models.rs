@@ -172,6 +172,7 @@ fn greedy_generation_with_the_device_argmax_matches_the_cpu() {
                 max_new_tokens: 12,
                 stop_tokens: &[],
                 prefill_progress: None,
+                adjust_logits: None,
             };
             let mut out = vec![];
             s.generate(

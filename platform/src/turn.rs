@@ -3,6 +3,7 @@
 //! names, a conversation's cached prefix, generation on the executor's
 //! pool, and the streaming decoder that turns tokens into whole characters.
 
+use crate::penalties::{Penalties, PenaltyState};
 use crate::{Conversation, LoadedModel, TurnStats, WorkerPool};
 use gemma_core::generate::{GenerateOptions, PrefillProgress, SessionError};
 use gemma_core::kernels::Precision;
@@ -143,6 +144,9 @@ pub struct Generator<'a> {
     /// Told how the prompt's prefill goes, pass by pass (for a progress
     /// display); none by default.
     pub prefill_progress: Option<PrefillProgress<'a>>,
+    /// Logit biases and repetition penalties applied before each token is
+    /// sampled; none by default.
+    pub penalties: Penalties,
 }
 
 impl<'a> Generator<'a> {
@@ -154,6 +158,7 @@ impl<'a> Generator<'a> {
             exec,
             show_special: false,
             prefill_progress: None,
+            penalties: Penalties::default(),
         }
     }
 
@@ -172,10 +177,17 @@ impl<'a> Generator<'a> {
         on: &mut (dyn FnMut(Streamed) -> bool + Send),
     ) -> Result<TurnOutput, SessionError> {
         let stops = self.tokenizer.stop_tokens();
+        let penalties = PenaltyState::new(&self.penalties);
+        let adjust = |l: &mut [f32]| penalties.adjust(l);
         let opts = GenerateOptions {
             max_new_tokens,
             stop_tokens: &stops,
             prefill_progress: self.prefill_progress,
+            adjust_logits: if self.penalties.is_none() {
+                None
+            } else {
+                Some(&adjust)
+            },
         };
         let room = conv.max_context().saturating_sub(history.len()) + 1;
         let (model, precision, exec) = (&self.model, self.precision, self.exec);
@@ -187,6 +199,7 @@ impl<'a> Generator<'a> {
             let mut go_on = true;
             let stats =
                 conv.generate(model, precision, exec, history, sampler, &opts, &mut |t| {
+                    penalties.record(t);
                     ids.push(t);
                     text.clear();
                     decoder.push_with(t, |s| text.push_str(s));
@@ -365,5 +378,83 @@ mod tests {
         assert!(want[1].stats.reused > first.len(), "{want:?}");
         assert!(want[2].stats.reused > 0, "{want:?}");
         assert_eq!(turns(&engine), want);
+    }
+
+    /// Greedy turns with logit biases and penalties give the tokens of a
+    /// loop written here from OpenAI's definition: logits of each step,
+    /// plus the bias, minus (presence + frequency x count) for each token
+    /// generated so far, argmax.
+    #[test]
+    fn penalties_steer_greedy_turns_as_openai_defines_them() {
+        use crate::synthetic::{tiny_model, TinySpec};
+        use gemma_core::generate::Session;
+        use gemma_core::model::Prompt;
+        use gemma_core::sampling::SamplingParams;
+        let loaded = LoadedModel::from_vec("tiny", tiny_model(&TinySpec::default())).unwrap();
+        let pool = WorkerPool::new(1).unwrap();
+        let prompt: Vec<u32> = vec![2, 9, 17, 40, 7, 7];
+        let steps = 10;
+        let reference = |p: &Penalties| {
+            let model = loaded.model();
+            let cfg = &model.config;
+            let mut bufs = crate::SessionBuffers::new(cfg, 32, 8).unwrap();
+            let parts = bufs.cpu(&model, &pool, Precision::Exact).unwrap();
+            let mut backend = parts.backend;
+            let mut s = Session::new(cfg, &mut backend, parts.logits, parts.candidates).unwrap();
+            let mut counts = std::collections::HashMap::<u32, f32>::new();
+            let mut row = s.prefill(Prompt::tokens(&prompt)).unwrap().to_vec();
+            let mut out = vec![];
+            for _ in 0..steps {
+                for &(t, b) in &p.bias {
+                    row[t as usize] += b;
+                }
+                for (&t, &n) in &counts {
+                    row[t as usize] -= p.presence + p.frequency * n;
+                }
+                let best = (0..cfg.vocab_size).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+                out.push(best as u32);
+                *counts.entry(best as u32).or_insert(0.0) += 1.0;
+                row = s.step(best as u32).unwrap().to_vec();
+            }
+            out
+        };
+        let turn = |p: &Penalties| {
+            let mut g = Generator::new(&loaded, &pool);
+            g.penalties = p.clone();
+            let mut conv = Conversation::new(&g.model, 32, 8).unwrap();
+            let mut sampler = Sampler::new(SamplingParams::greedy()).unwrap();
+            // No stop token: a tiny model's greedy output may hold EOS.
+            let mut ids = vec![];
+            let out = g.turn(&mut conv, &prompt, &mut sampler, steps, &mut |s| {
+                if let Streamed::Token { id, .. } = s {
+                    ids.push(id);
+                }
+                true
+            });
+            out.unwrap().ids
+        };
+        let plain = turn(&Penalties::default());
+        for p in [
+            Penalties {
+                presence: 1.5,
+                frequency: 0.0,
+                bias: vec![],
+            },
+            Penalties {
+                presence: 0.0,
+                frequency: 2.0,
+                bias: vec![],
+            },
+            Penalties {
+                presence: 0.5,
+                frequency: 0.5,
+                bias: vec![(100, 4.0), (plain[0], -3.0)],
+            },
+        ] {
+            let want = reference(&p);
+            let got = turn(&p);
+            assert_eq!(&got[..], &want[..got.len()], "{p:?}");
+            assert_ne!(got, plain, "{p:?} changes the greedy output");
+        }
     }
 }

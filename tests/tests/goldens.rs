@@ -132,6 +132,7 @@ fn greedy_generation_matches_goldens_until_first_near_tie() {
             max_new_tokens: greedy.len(),
             stop_tokens: &[],
             prefill_progress: None,
+            adjust_logits: None,
         };
         let mut out = vec![];
         session

@@ -79,6 +79,7 @@ fn allocations_while_decoding(exec: &dyn Executor, n: usize) -> usize {
         max_new_tokens: 2,
         stop_tokens: &[],
         prefill_progress: None,
+        adjust_logits: None,
     };
     session
         .generate(Prompt::tokens(&prompt), &mut sampler, &opts, &mut |_| true)
@@ -89,6 +90,7 @@ fn allocations_while_decoding(exec: &dyn Executor, n: usize) -> usize {
         max_new_tokens: n,
         stop_tokens: &[],
         prefill_progress: None,
+        adjust_logits: None,
     };
     let mut generated = 0usize;
     ALLOCS.store(0, Ordering::SeqCst);

@@ -81,6 +81,7 @@ fn nostd_static_library_tokenizes_and_generates_like_the_std_path() {
         max_new_tokens: 8,
         stop_tokens: &[],
         prefill_progress: None,
+        adjust_logits: None,
     };
     let mut want = vec![];
     session

@@ -60,6 +60,7 @@ fn opencl_matches_every_golden_prompt() {
         max_new_tokens: greedy.len(),
         stop_tokens: &[],
         prefill_progress: None,
+        adjust_logits: None,
     };
     let mut got = vec![];
     s.generate(

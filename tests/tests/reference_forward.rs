@@ -586,6 +586,7 @@ fn conversation_reuses_the_cache_and_matches_fresh_runs() {
         max_new_tokens: 4,
         stop_tokens: &[],
         prefill_progress: None,
+        adjust_logits: None,
     };
     let fresh = |prompt: &[u32]| {
         let mut c = Conversation::new(&model, 48, 3).unwrap();
@@ -687,6 +688,7 @@ fn running_out_of_context_is_an_error_not_a_panic() {
         max_new_tokens: 100,
         stop_tokens: &[],
         prefill_progress: None,
+        adjust_logits: None,
     };
     let out = s
         .generate(
@@ -732,6 +734,7 @@ fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
             max_new_tokens: 6,
             stop_tokens: &[],
             prefill_progress: None,
+            adjust_logits: None,
         },
         usize::MAX,
     );
@@ -745,6 +748,7 @@ fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
             max_new_tokens: 6,
             stop_tokens: &stop,
             prefill_progress: None,
+            adjust_logits: None,
         },
         usize::MAX,
     );
@@ -756,6 +760,7 @@ fn generation_stops_on_stop_tokens_callback_and_max_tokens() {
             max_new_tokens: 6,
             stop_tokens: &[],
             prefill_progress: None,
+            adjust_logits: None,
         },
         2,
     );

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use gemma_core::sampling::{SamplingError, SamplingParams};
 use gemma_core::tokenizer::{Tokenizer, TokenizerError};
-use gemma_platform::{ChatTemplate, Speaker};
+use gemma_platform::{ChatTemplate, Penalties, Speaker};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -274,6 +274,7 @@ pub struct Gen {
     pub params: SamplingParams,
     pub max_tokens: usize,
     pub stops: Vec<String>,
+    pub penalties: Penalties,
 }
 
 /// What a request asks the model to continue.
@@ -385,7 +386,22 @@ impl Gen {
             params,
             max_tokens,
             stops,
+            penalties: Penalties::default(),
         })
+    }
+
+    /// The same request with logit biases and penalties, checked against
+    /// OpenAI's ranges and the vocabulary.
+    pub fn with_penalties(mut self, state: &AppState, p: Penalties) -> Result<Self, ApiError> {
+        p.validate(state.tokenizer.vocab_size()).map_err(|e| {
+            let param = ["presence_penalty", "frequency_penalty", "logit_bias"]
+                .into_iter()
+                .find(|f| e.contains(f))
+                .unwrap_or("");
+            ApiError::invalid(param, e)
+        })?;
+        self.penalties = p;
+        Ok(self)
     }
 }
 
@@ -405,6 +421,7 @@ pub fn submit(state: &AppState, gen: Gen) -> Result<UnboundedReceiver<Event>, Ap
         params: gen.params,
         max_tokens: gen.max_tokens,
         stops: gen.stops,
+        penalties: gen.penalties,
         events,
     };
     // Counted before the send, so the worker never takes one uncounted.

@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use gemma_platform::Speaker;
+use gemma_platform::{Penalties, Speaker};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -77,7 +77,8 @@ macro_rules! common_fields {
     ($($extra:literal),*) => {
         &[
             "model", "stream", "stream_options", "max_tokens", "temperature", "top_p",
-            "top_k", "min_p", "seed", "stop", "n", $($extra),*
+            "top_k", "min_p", "seed", "stop", "n", "presence_penalty", "frequency_penalty",
+            "logit_bias", $($extra),*
         ]
     };
 }
@@ -108,6 +109,13 @@ struct Common {
     stop: Option<OneOrMany>,
     #[serde(default)]
     n: Option<u32>,
+    #[serde(default)]
+    presence_penalty: Option<f32>,
+    #[serde(default)]
+    frequency_penalty: Option<f32>,
+    /// Token id (as a string, JSON keys are) to a bias in [-100, 100].
+    #[serde(default)]
+    logit_bias: Option<std::collections::BTreeMap<String, f32>>,
 }
 
 impl Common {
@@ -119,6 +127,24 @@ impl Common {
             min_p: self.min_p,
             seed: self.seed,
         }
+    }
+
+    fn penalties(&self) -> Result<Penalties, ApiError> {
+        let mut bias = Vec::new();
+        for (k, &v) in self.logit_bias.iter().flatten() {
+            let id = k.parse::<u32>().map_err(|_| {
+                ApiError::invalid(
+                    "logit_bias",
+                    format!("`logit_bias` keys are token ids, not {k:?}"),
+                )
+            })?;
+            bias.push((id, v));
+        }
+        Ok(Penalties {
+            presence: self.presence_penalty.unwrap_or(0.0),
+            frequency: self.frequency_penalty.unwrap_or(0.0),
+            bias,
+        })
     }
 
     fn stops(&mut self) -> Vec<String> {
@@ -230,7 +256,8 @@ pub async fn chat_completions(
         max_tokens,
         param,
         stops,
-    )?;
+    )?
+    .with_penalties(&state, req.common.penalties()?)?;
     let rx = submit(&state, gen)?;
     let id = response_id("chatcmpl");
     let created = unix_time();
@@ -323,7 +350,8 @@ pub async fn completions(
         Some(max_tokens),
         "max_tokens",
         stops,
-    )?;
+    )?
+    .with_penalties(&state, req.common.penalties()?)?;
     let rx = submit(&state, gen)?;
     let id = response_id("cmpl");
     let created = unix_time();

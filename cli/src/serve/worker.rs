@@ -25,6 +25,7 @@ pub struct Job {
     pub params: SamplingParams,
     pub max_tokens: usize,
     pub stops: Vec<String>,
+    pub penalties: gemma_platform::Penalties,
     pub events: UnboundedSender<Event>,
 }
 
@@ -141,7 +142,8 @@ fn run(
 ) -> Result<Summary, String> {
     let mut last = Instant::now();
     let mut first = true;
-    let generator = Generator::new(loaded, exec);
+    let mut generator = Generator::new(loaded, exec);
+    generator.penalties = job.penalties.clone();
     let conv = pool
         .get(&generator.model, &job.prompt)
         .map_err(|e| format!("cannot allocate a conversation: {e}"))?;

@@ -71,6 +71,7 @@ fn demo(out: &mut [u32]) -> Result<usize, i32> {
         max_new_tokens: GENERATE,
         stop_tokens: &[],
         prefill_progress: None,
+        adjust_logits: None,
     };
     let mut written = n;
     if out.len() < n + GENERATE {
