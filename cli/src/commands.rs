@@ -65,6 +65,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let exec = executor(&a.compute)?;
     let generator = Generator {
         show_special: a.special,
+        penalties: a.sampling.penalties(loaded.model().config.vocab_size)?,
         ..Generator::new(&loaded, &exec)
     };
     let max_ctx = generator.model.config.context_length;

@@ -107,9 +107,49 @@ pub struct SamplingArgs {
     /// Random seed [default: from the clock]
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Subtracted once from the logit of every token generated so far, in
+    /// [-2, 2] (as OpenAI's presence_penalty)
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub presence_penalty: f32,
+    /// Subtracted from a token's logit once per time it was generated, in
+    /// [-2, 2] (as OpenAI's frequency_penalty)
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub frequency_penalty: f32,
+    /// ID=BIAS: add BIAS (in [-100, 100]) to token ID's logit; repeatable
+    #[arg(long, value_parser = parse_bias, allow_negative_numbers = true)]
+    pub logit_bias: Vec<(u32, f32)>,
+}
+
+fn parse_bias(s: &str) -> Result<(u32, f32), String> {
+    let bad = || format!("--logit-bias takes ID=BIAS (e.g. 30077=-5), not {s:?}");
+    let (id, bias) = s.split_once('=').ok_or_else(bad)?;
+    Ok((
+        id.trim().parse().map_err(|_| bad())?,
+        bias.trim().parse().map_err(|_| bad())?,
+    ))
 }
 
 impl SamplingArgs {
+    /// The logit biases and penalties, checked against a vocabulary of
+    /// `vocab`.
+    pub fn penalties(&self, vocab: usize) -> Result<gemma_platform::Penalties, String> {
+        let p = gemma_platform::Penalties {
+            presence: self.presence_penalty,
+            frequency: self.frequency_penalty,
+            bias: self.logit_bias.clone(),
+        };
+        // The message names the API field; the flags spell it with dashes.
+        p.validate(vocab).map_err(|e| {
+            format!(
+                "--{}",
+                e.trim_start_matches('`')
+                    .replacen('`', "", 1)
+                    .replace('_', "-")
+            )
+        })?;
+        Ok(p)
+    }
+
     /// The parameters, validated, with the seed resolved.
     pub fn params(&self) -> Result<gemma_core::sampling::SamplingParams, String> {
         let seed = self.seed.unwrap_or_else(|| {

@@ -499,3 +499,39 @@ fn protocol_markers_are_printed_only_with_special() {
     assert_eq!(u32s(&v["ids"]), ids);
     assert!(v["text"].as_str().unwrap().contains("<start_of_image>"));
 }
+
+/// `--logit-bias` and the penalties on `run`, as `gemma serve` takes them:
+/// a bias of 100 makes a token the only choice; values out of range are
+/// one-line errors naming the flag.
+#[test]
+fn run_takes_logit_biases_and_penalties() {
+    let ids: Vec<u32> =
+        serde_json::from_str(&stdout_ok(&["tokenize", "--text", " banana", "--json"])).unwrap();
+    let bias = format!("{}=100", ids[0]);
+    let args = [
+        "run",
+        "-p",
+        "I like",
+        "-n",
+        "3",
+        "--temperature",
+        "0",
+        "--logit-bias",
+        &bias,
+    ];
+    assert_eq!(stdout_ok(&args).trim_end(), " banana banana banana");
+    for (flag, value) in [
+        ("--presence-penalty", "2.5"),
+        ("--frequency-penalty", "-3"),
+        ("--logit-bias", "999999999=1"),
+        ("--logit-bias", "5=101"),
+    ] {
+        let out = gemma(&["run", "-p", "x", "-n", "1", flag, value]);
+        assert!(!out.status.success(), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(flag) && err.lines().count() <= 2,
+            "{flag} {value}: {err}"
+        );
+    }
+}

@@ -453,6 +453,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         prefill_progress: std::io::stderr()
             .is_terminal()
             .then_some(&report as gemma_core::generate::PrefillProgress),
+        penalties: a.sampling.penalties(loaded.model().config.vocab_size)?,
         ..Generator::new(&loaded, &exec)
     };
     let tok = generator.tokenizer;
