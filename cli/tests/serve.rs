@@ -1014,3 +1014,39 @@ fn logit_bias_and_penalties_steer_greedy_completions() {
         assert_eq!(body["error"]["param"], field, "{body}");
     }
 }
+
+/// Google's `safetySettings` are accepted and ignored (no classifier runs;
+/// documented), but must be well formed; `generationConfig`'s penalties
+/// are taken and checked like OpenAI's.
+#[test]
+fn google_safety_settings_are_accepted_and_penalties_checked() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&[]);
+    let route = "/v1beta/models/gemma:generateContent";
+    let req = |extra: Value| {
+        let mut r = json!({"contents": [{"parts": [{"text": "Hi"}]}],
+                           "generationConfig": {"maxOutputTokens": 2, "temperature": 0}});
+        for (k, v) in extra.as_object().unwrap() {
+            if k == "generationConfig" {
+                for (ck, cv) in v.as_object().unwrap() {
+                    r[k][ck] = cv.clone();
+                }
+            } else {
+                r[k] = v.clone();
+            }
+        }
+        server.post(route, &r)
+    };
+    let safety = json!({"safetySettings": [
+        {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}
+    ]});
+    let (status, _, body) = req(safety);
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = req(json!({"safetySettings": [{"category": "X", "level": 1}]}));
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = req(json!({"generationConfig": {"frequencyPenalty": 1.0}}));
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = req(json!({"generationConfig": {"presencePenalty": 3.0}}));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "presencePenalty", "{body}");
+}

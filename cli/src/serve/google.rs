@@ -13,7 +13,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use gemma_platform::Speaker;
+use gemma_platform::{Penalties, Speaker};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -95,6 +95,22 @@ struct GenerationConfig {
     stop_sequences: Option<Vec<String>>,
     #[serde(default)]
     candidate_count: Option<u32>,
+    #[serde(default)]
+    presence_penalty: Option<f32>,
+    #[serde(default)]
+    frequency_penalty: Option<f32>,
+}
+
+/// A safety setting: accepted and ignored (the server runs no safety
+/// classifier; documented in docs/SERVER.md), but it must be well formed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SafetySetting {
+    category: String,
+    threshold: String,
+    #[serde(default)]
+    method: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +121,9 @@ struct Request {
     system_instruction: Option<Content>,
     #[serde(default)]
     generation_config: Option<GenerationConfig>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    safety_settings: Option<Vec<SafetySetting>>,
 }
 
 fn text_of(c: Content) -> String {
@@ -189,7 +208,15 @@ pub async fn model_action(
             ))
         }
     };
-    let req: Request = parse_body(body, &["contents", "systemInstruction", "generationConfig"])?;
+    let req: Request = parse_body(
+        body,
+        &[
+            "contents",
+            "systemInstruction",
+            "generationConfig",
+            "safetySettings",
+        ],
+    )?;
     let config = req.generation_config.unwrap_or_default();
     if config.candidate_count.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid(
@@ -212,7 +239,24 @@ pub async fn model_action(
         config.max_output_tokens,
         "maxOutputTokens",
         config.stop_sequences.unwrap_or_default(),
-    )?;
+    )?
+    .with_penalties(
+        &state,
+        Penalties {
+            presence: config.presence_penalty.unwrap_or(0.0),
+            frequency: config.frequency_penalty.unwrap_or(0.0),
+            bias: Vec::new(),
+        },
+    )
+    .map_err(|e| ApiError {
+        // Google's names for the fields.
+        param: e.param.map(|p| match p {
+            "presence_penalty" => "presencePenalty",
+            "frequency_penalty" => "frequencyPenalty",
+            p => p,
+        }),
+        ..e
+    })?;
     let rx = submit(&state, gen)?;
     if !stream {
         let (text, summary) = collect(rx).await?;
