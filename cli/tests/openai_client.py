@@ -89,6 +89,25 @@ def main():
         check(False, "logprobs=True was accepted")
     except openai.BadRequestError as e:
         check(e.status_code == 400 and "logprobs" in str(e), f"logprobs refused with: {e}")
+    # Penalties and biases are taken (their effect is checked elsewhere).
+    r = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=2, temperature=0,
+        presence_penalty=0.5, frequency_penalty=0.5, logit_bias={"30077": 5},
+    )
+    check(r.choices[0].finish_reason in ("stop", "length"), f"penalised request: {r}")
+
+    # Embeddings: one unit vector per input, in order; equal inputs, equal
+    # vectors; different texts, different ones.
+    e = client.embeddings.create(model=model, input=["The cat sat.", "The cat sat.", "Stocks fell."])
+    vecs = [d.embedding for d in sorted(e.data, key=lambda d: d.index)]
+    check(len(vecs) == 3 and len(vecs[0]) > 0, f"embeddings shape {len(vecs)}")
+    for v in vecs:
+        norm = sum(x * x for x in v) ** 0.5
+        check(abs(norm - 1) < 1e-4, f"embedding norm {norm}")
+    check(vecs[0] == vecs[1], "equal inputs gave different embeddings")
+    cos = sum(a * b for a, b in zip(vecs[0], vecs[2]))
+    check(cos < 0.9999, f"different texts gave the same embedding (cosine {cos})")
+    check(e.usage.prompt_tokens > 6, f"embedding usage {e.usage}")
     print("ok")
 
 

@@ -1050,3 +1050,54 @@ fn google_safety_settings_are_accepted_and_penalties_checked() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["param"], "presencePenalty", "{body}");
 }
+
+/// `/v1/embeddings` in floats: a unit vector of the model's width per
+/// input, the same for the same text; inputs it cannot take are refused
+/// naming the field.
+#[test]
+fn embeddings_are_unit_vectors_and_bad_inputs_are_refused() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&["--max-prompt-tokens", "64"]);
+    let (status, _, body) = server.post(
+        "/v1/embeddings",
+        &json!({"input": ["Paris is in France.", "Paris is in France."], "encoding_format": "float"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let vecs: Vec<Vec<f64>> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            d["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(vecs.len(), 2);
+    assert_eq!(vecs[0].len(), 640, "Gemma 3 270M's width");
+    let norm = vecs[0].iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    assert_eq!(vecs[0], vecs[1]);
+    assert_eq!(body["data"][1]["index"], 1);
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 4);
+    let long = "word ".repeat(100);
+    for (field, req) in [
+        ("input", json!({"input": []})),
+        ("input", json!({"input": long})),
+        (
+            "encoding_format",
+            json!({"input": "x", "encoding_format": "int8"}),
+        ),
+        ("", json!({"input": [[1, 2, 3]]})),
+        ("", json!({"input": "x", "dimensions": 8})),
+    ] {
+        let (status, _, body) = server.post("/v1/embeddings", &req);
+        assert_eq!(status, 400, "{req}: {body}");
+        if !field.is_empty() {
+            assert_eq!(body["error"]["param"], field, "{body}");
+        }
+    }
+}

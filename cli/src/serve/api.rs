@@ -1,7 +1,7 @@
 //! What the OpenAI and Google routes share: state, errors, validation,
 //! handing a request to the worker, and turning its events into a body.
 
-use super::worker::{Event, Job, Summary};
+use super::worker::{Event, Job, JobKind, Summary};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -413,10 +413,31 @@ pub fn check_n(n: Option<u32>) -> Result<(), ApiError> {
     }
 }
 
+/// Queues the embedding of `inputs` (BOS included, each fitting the
+/// context) for the worker; a full queue answers 503.
+pub fn submit_embed(
+    state: &AppState,
+    inputs: Vec<Vec<u32>>,
+) -> Result<UnboundedReceiver<Event>, ApiError> {
+    let (events, rx) = unbounded_channel();
+    let job = Job {
+        kind: JobKind::Embed(inputs),
+        prompt: Vec::new(),
+        params: SamplingParams::greedy(),
+        max_tokens: 0,
+        stops: Vec::new(),
+        penalties: Penalties::default(),
+        events,
+    };
+    enqueue(state, job)?;
+    Ok(rx)
+}
+
 /// Queues a request for the worker; a full queue answers 503.
 pub fn submit(state: &AppState, gen: Gen) -> Result<UnboundedReceiver<Event>, ApiError> {
     let (events, rx) = unbounded_channel();
     let job = Job {
+        kind: JobKind::Generate,
         prompt: gen.prompt,
         params: gen.params,
         max_tokens: gen.max_tokens,
@@ -424,6 +445,12 @@ pub fn submit(state: &AppState, gen: Gen) -> Result<UnboundedReceiver<Event>, Ap
         penalties: gen.penalties,
         events,
     };
+    enqueue(state, job)?;
+    Ok(rx)
+}
+
+/// Hands `job` to the worker; a full queue answers 503.
+fn enqueue(state: &AppState, job: Job) -> Result<(), ApiError> {
     // Counted before the send, so the worker never takes one uncounted.
     state.metrics.queued.fetch_add(1, Ordering::Relaxed);
     let sent = state.jobs.try_send(job);
@@ -431,7 +458,7 @@ pub fn submit(state: &AppState, gen: Gen) -> Result<UnboundedReceiver<Event>, Ap
         state.metrics.queued.fetch_sub(1, Ordering::Relaxed);
     }
     match sent {
-        Ok(()) => Ok(rx),
+        Ok(()) => Ok(()),
         Err(TrySendError::Full(_)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "queue_full",
@@ -451,11 +478,29 @@ pub async fn collect(mut rx: UnboundedReceiver<Event>) -> Result<(String, Summar
     while let Some(ev) = rx.recv().await {
         match ev {
             Event::Text(t) => text.push_str(&t),
+            // Only embedding jobs send these.
+            Event::Embedding(_) => {}
             Event::Done(s) => return Ok((text, s)),
             Event::Failed(m) => return Err(ApiError::internal(m)),
         }
     }
     Err(ApiError::internal("generation ended without a result"))
+}
+
+/// Waits for an embedding job: its vectors in order and its summary.
+pub async fn collect_embeddings(
+    mut rx: UnboundedReceiver<Event>,
+) -> Result<(Vec<Vec<f32>>, Summary), ApiError> {
+    let mut out = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Embedding(e) => out.push(e),
+            Event::Text(_) => {}
+            Event::Done(s) => return Ok((out, s)),
+            Event::Failed(m) => return Err(ApiError::internal(m)),
+        }
+    }
+    Err(ApiError::internal("the embedding ended without a result"))
 }
 
 /// Server-sent events: `first`, then whatever `each` makes of each worker

@@ -268,6 +268,7 @@ pub async fn model_action(
         return Ok(json_response(StatusCode::OK, &body, Some(&summary)));
     }
     Ok(sse(Vec::new(), rx, move |ev| match ev {
+        Event::Embedding(_) => vec![],
         Event::Text(t) => vec![data(json!({"candidates": [candidate(&t, None)]}))],
         Event::Done(s) => vec![data(json!({
             "candidates": [candidate("", Some(s.finish))],

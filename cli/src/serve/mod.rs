@@ -7,6 +7,7 @@
 
 mod api;
 mod auth;
+mod embeddings;
 mod google;
 mod metrics;
 mod openai;
@@ -232,6 +233,7 @@ fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/models/{id}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1beta/models", get(google::models))
         .route(
             "/v1beta/models/{target}",

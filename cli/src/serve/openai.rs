@@ -295,6 +295,7 @@ pub async fn chat_completions(
     };
     let first = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
     Ok(sse(first, rx, move |ev| match ev {
+        Event::Embedding(_) => vec![],
         Event::Text(t) => vec![data(chunk(json!({ "content": t }), None))],
         Event::Done(s) => {
             let mut out = vec![data(chunk(json!({}), Some(finish_reason(s.finish))))];
@@ -384,6 +385,7 @@ pub async fn completions(
         })
     };
     Ok(sse(Vec::new(), rx, move |ev| match ev {
+        Event::Embedding(_) => vec![],
         Event::Text(t) => vec![data(chunk(&t, None))],
         Event::Done(s) => {
             let mut out = vec![data(chunk("", Some(finish_reason(s.finish))))];

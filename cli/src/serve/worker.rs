@@ -20,6 +20,8 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
 pub struct Job {
+    /// What to do; a generation's prompt is [`Job::prompt`].
+    pub kind: JobKind,
     /// BOS included; shorter than the context (checked by the handler).
     pub prompt: Vec<u32>,
     pub params: SamplingParams,
@@ -29,8 +31,16 @@ pub struct Job {
     pub events: UnboundedSender<Event>,
 }
 
+pub enum JobKind {
+    Generate,
+    /// Embed each of these (BOS included; each fits the context), in
+    /// order: one [`Event::Embedding`] each, then [`Event::Done`].
+    Embed(Vec<Vec<u32>>),
+}
+
 pub enum Event {
     Text(String),
+    Embedding(Vec<f32>),
     Done(Summary),
     Failed(String),
 }
@@ -132,6 +142,38 @@ fn work(
     }
 }
 
+/// Embeds each input of an embedding job on a pooled conversation's
+/// memory (whose cache it then forgets).
+fn embed(
+    loaded: &LoadedModel,
+    exec: &WorkerPool,
+    pool: &mut Pool,
+    inputs: &[Vec<u32>],
+    events: &UnboundedSender<Event>,
+) -> Result<Summary, String> {
+    let model = loaded.model();
+    let mut tokens = 0;
+    for input in inputs {
+        let conv = pool
+            .get(&model, &[])
+            .map_err(|e| format!("cannot allocate a conversation: {e}"))?;
+        let e = conv
+            .embed(&model, loaded.precision(), exec, input)
+            .map_err(|e| conv.explain(&e))?;
+        tokens += input.len();
+        if events.send(Event::Embedding(e)).is_err() {
+            break;
+        }
+    }
+    Ok(Summary {
+        finish: Finish::Stop,
+        prompt_tokens: tokens,
+        completion_tokens: 0,
+        cached_tokens: 0,
+        prefilled: tokens,
+    })
+}
+
 fn run(
     loaded: &LoadedModel,
     exec: &WorkerPool,
@@ -140,6 +182,9 @@ fn run(
     metrics: &Metrics,
     shutdown: &AtomicBool,
 ) -> Result<Summary, String> {
+    if let JobKind::Embed(inputs) = &job.kind {
+        return embed(loaded, exec, pool, inputs, &job.events);
+    }
     let mut last = Instant::now();
     let mut first = true;
     let mut generator = Generator::new(loaded, exec);
