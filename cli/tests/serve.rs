@@ -444,7 +444,9 @@ fn bad_requests_get_json_errors_and_the_server_stays_up() {
             "max_tokens beyond the context",
             hi(json!({"max_tokens": 1_000_000})),
         ),
-        ("n 2", hi(json!({"n": 2}))),
+        ("n 9", hi(json!({"n": 9}))),
+        ("n 0", hi(json!({"n": 0}))),
+        ("n 2 streamed", hi(json!({"n": 2, "stream": true}))),
         ("no messages", json!({"messages": []})),
         (
             "an unknown role",
@@ -1100,4 +1102,46 @@ fn embeddings_are_unit_vectors_and_bad_inputs_are_refused() {
             assert_eq!(body["error"]["param"], field, "{body}");
         }
     }
+}
+
+/// `n` choices, generated one after another, choice i with seed + i: the
+/// same request gives the same choices, and choice 0 is what the request
+/// without `n` gives.
+#[test]
+fn n_choices_come_back_in_order_and_repeat_with_the_seed() {
+    let _turn = one_at_a_time();
+    let server = Server::start(&[]);
+    let ask = |n: Option<u32>| {
+        let mut req =
+            json!({"prompt": "Once upon a time", "max_tokens": 6, "temperature": 1.0, "seed": 11});
+        if let Some(n) = n {
+            req["n"] = json!(n);
+        }
+        let (status, _, body) = server.post("/v1/completions", &req);
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let three = ask(Some(3));
+    let texts: Vec<&str> = three["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            assert_eq!(c["index"], i);
+            c["text"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(texts.len(), 3);
+    assert!(texts[0] != texts[1] || texts[1] != texts[2], "{texts:?}");
+    assert_eq!(ask(Some(3))["choices"], three["choices"]);
+    assert_eq!(ask(None)["choices"][0]["text"], texts[0]);
+    let completion = three["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(completion > 6 && completion <= 18, "{}", three["usage"]);
+    // The chat route too.
+    let mut chat = chat_request("Hi", 3);
+    chat["n"] = json!(2);
+    let (status, _, body) = server.post("/v1/chat/completions", &chat);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"].as_array().unwrap().len(), 2);
 }

@@ -269,6 +269,7 @@ const MAX_STOPS: usize = 16;
 pub const DEFAULT_MAX_TOKENS: usize = 512;
 
 /// A validated generation request, ready for the worker.
+#[derive(Clone)]
 pub struct Gen {
     pub prompt: Vec<u32>,
     pub params: SamplingParams,
@@ -405,12 +406,44 @@ impl Gen {
     }
 }
 
-/// Requests that ask for several choices are refused: one is generated.
-pub fn check_n(n: Option<u32>) -> Result<(), ApiError> {
+/// The most choices one request may ask for.
+pub const MAX_N: u32 = 8;
+
+/// How many choices a request asks for: 1 to [`MAX_N`], and only 1 when
+/// streamed (choices are generated one after another).
+pub fn check_n(n: Option<u32>, stream: bool) -> Result<usize, ApiError> {
     match n {
-        None | Some(1) => Ok(()),
-        Some(_) => Err(ApiError::invalid("n", "only n = 1 is supported")),
+        None | Some(1) => Ok(1),
+        Some(n) if n == 0 || n > MAX_N => Err(ApiError::invalid(
+            "n",
+            format!("n must be between 1 and {MAX_N}"),
+        )),
+        Some(_) if stream => Err(ApiError::invalid(
+            "n",
+            "n > 1 is supported without `stream` only",
+        )),
+        Some(n) => Ok(n as usize),
     }
+}
+
+/// Generates `n` choices of `gen`, one after another, choice `i` with seed
+/// `seed + i` (so a request with a seed gets the same choices again).
+pub async fn generate_n(
+    state: &AppState,
+    gen: Gen,
+    n: usize,
+) -> Result<Vec<(String, Summary)>, ApiError> {
+    let mut receivers = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut g = gen.clone();
+        g.params.seed = gen.params.seed.wrapping_add(i as u64);
+        receivers.push(submit(state, g)?);
+    }
+    let mut out = Vec::with_capacity(n);
+    for rx in receivers {
+        out.push(collect(rx).await?);
+    }
+    Ok(out)
 }
 
 /// Queues the embedding of `inputs` (BOS included, each fitting the

@@ -2,7 +2,7 @@
 //! `/v1/completions`, streamed (SSE chunks ending with `data: [DONE]`) or not.
 
 use super::api::{
-    check_n, collect, data, json_response, parse_body, response_id, sse, submit, unix_time,
+    check_n, data, generate_n, json_response, parse_body, response_id, sse, submit, unix_time,
     ApiError, AppState, Gen, OneOrMany, PromptText, Sampling,
 };
 use super::worker::{Event, Finish, Summary};
@@ -211,6 +211,14 @@ fn turns(messages: Vec<Message>) -> Result<Vec<(Speaker, String)>, ApiError> {
         .collect()
 }
 
+/// The summary of `n` choices of one prompt: the first's prompt and cache
+/// figures, every choice's completion tokens.
+fn total(results: &[(String, Summary)]) -> Summary {
+    let mut s = results[0].1;
+    s.completion_tokens = results.iter().map(|(_, r)| r.completion_tokens).sum();
+    s
+}
+
 fn usage(s: &Summary) -> Value {
     json!({
         "prompt_tokens": s.prompt_tokens,
@@ -242,7 +250,7 @@ pub async fn chat_completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let mut req: ChatRequest = parse_body(body, CHAT_FIELDS)?;
-    check_n(req.common.n)?;
+    let n = check_n(req.common.n, req.common.stream.unwrap_or(false))?;
     let (max_tokens, param) = match req.max_completion_tokens {
         Some(m) => (Some(m), "max_completion_tokens"),
         None => (req.common.max_tokens, "max_tokens"),
@@ -258,27 +266,35 @@ pub async fn chat_completions(
         stops,
     )?
     .with_penalties(&state, req.common.penalties()?)?;
-    let rx = submit(&state, gen)?;
     let id = response_id("chatcmpl");
     let created = unix_time();
     let model = state.model_id.clone();
     if !req.common.stream.unwrap_or(false) {
-        let (text, summary) = collect(rx).await?;
+        let results = generate_n(&state, gen, n).await?;
+        let choices: Vec<Value> = results
+            .iter()
+            .enumerate()
+            .map(|(i, (text, s))| {
+                json!({
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": null,
+                    "finish_reason": finish_reason(s.finish),
+                })
+            })
+            .collect();
+        let summary = total(&results);
         let body = json!({
             "id": id,
             "object": "chat.completion",
             "created": created,
             "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": null,
-                "finish_reason": finish_reason(summary.finish),
-            }],
+            "choices": choices,
             "usage": usage(&summary),
         });
         return Ok(json_response(StatusCode::OK, &body, Some(&summary)));
     }
+    let rx = submit(&state, gen)?;
     let include_usage = req.common.include_usage();
     let chunk = move |delta: Value, finish: Option<&str>| {
         let mut c = json!({
@@ -328,7 +344,7 @@ pub async fn completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let mut req: CompletionRequest = parse_body(body, COMPLETION_FIELDS)?;
-    check_n(req.common.n)?;
+    let n = check_n(req.common.n, req.common.stream.unwrap_or(false))?;
     let prompt = match req.prompt {
         OneOrMany::One(p) => p,
         OneOrMany::Many(mut v) if v.len() == 1 => v.remove(0),
@@ -353,27 +369,35 @@ pub async fn completions(
         stops,
     )?
     .with_penalties(&state, req.common.penalties()?)?;
-    let rx = submit(&state, gen)?;
     let id = response_id("cmpl");
     let created = unix_time();
     let model = state.model_id.clone();
     if !req.common.stream.unwrap_or(false) {
-        let (text, summary) = collect(rx).await?;
+        let results = generate_n(&state, gen, n).await?;
+        let choices: Vec<Value> = results
+            .iter()
+            .enumerate()
+            .map(|(i, (text, s))| {
+                json!({
+                    "index": i,
+                    "text": text,
+                    "logprobs": null,
+                    "finish_reason": finish_reason(s.finish),
+                })
+            })
+            .collect();
+        let summary = total(&results);
         let body = json!({
             "id": id,
             "object": "text_completion",
             "created": created,
             "model": model,
-            "choices": [{
-                "index": 0,
-                "text": text,
-                "logprobs": null,
-                "finish_reason": finish_reason(summary.finish),
-            }],
+            "choices": choices,
             "usage": usage(&summary),
         });
         return Ok(json_response(StatusCode::OK, &body, Some(&summary)));
     }
+    let rx = submit(&state, gen)?;
     let include_usage = req.common.include_usage();
     let chunk = move |text: &str, finish: Option<&str>| {
         json!({
