@@ -290,11 +290,15 @@ pub fn info(a: InfoArgs) -> Result<()> {
     use crate::inspect::{self, Kind};
     if a.devices {
         crate::device::list()?;
-        let wants_plan = a.known.is_some()
-            || a.context.is_some()
-            || a.memory.is_some()
-            || a.model.model.is_some();
-        return if wants_plan {
+        // A plan needs a model named outright (--model or --known); the
+        // listing alone needs none.
+        let model_named = a.known.is_some() || a.model.model.is_some();
+        if !model_named && (a.context.is_some() || a.memory.is_some()) {
+            return Err(
+                "--context and --memory plan for a model: name one with --model or --known".into(),
+            );
+        }
+        return if model_named {
             crate::device::plans(&a)
         } else {
             Ok(())

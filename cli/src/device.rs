@@ -129,7 +129,10 @@ pub fn plans(a: &crate::InfoArgs) -> Result<(), String> {
     let scratch = plan::scratch_bytes(&cfg, PLAN_BATCH);
     let mut devices = survey().memory;
     if let Some(m) = a.memory {
-        devices.push((format!("--memory {m}"), m << 20));
+        let bytes = m
+            .checked_mul(1 << 20)
+            .ok_or_else(|| format!("--memory {m} MiB is more than any device holds"))?;
+        devices.push((format!("--memory {m}"), bytes));
     }
     if devices.is_empty() {
         w("  no device to plan for: give --memory MiB".into())?;

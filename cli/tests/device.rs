@@ -509,6 +509,10 @@ fn info_devices_plans_a_model_for_a_device_of_given_memory() {
         two.contains("layers 0..") && two.contains("the rest on the CPU"),
         "{two}"
     );
+    // Planning needs a model named outright; the listing does not.
+    let unnamed = gemma(&["info", "--devices", "--memory", "2048"], true);
+    assert!(!unnamed.status.success());
+    assert!(String::from_utf8_lossy(&unnamed.stderr).contains("--known"));
     // Unknown names and encodings are refused with the list.
     let bad = gemma(
         &["info", "--devices", "--known", "Gemma9", "--memory", "1"],

@@ -1010,6 +1010,7 @@ fn logit_bias_and_penalties_steer_greedy_completions() {
         ("logit_bias", json!({"logit_bias": {"999999999": 1}})),
         ("logit_bias", json!({"logit_bias": {"5": 101}})),
         ("logit_bias", json!({"logit_bias": {"x": 1}})),
+        ("logit_bias", json!({"logit_bias": {"5": 60, "05": 60}})),
     ] {
         let (status, body) = complete(extra);
         assert_eq!(status, 400, "{field}: {body}");

@@ -185,13 +185,16 @@ impl Engine {
         let info = gpu.info.clone();
         let n = layers.count(model, info.global_mem);
         if n == 0 {
-            return Err(DeviceError::OpenCl {
-                index,
-                why: format!(
+            let why = match layers {
+                GpuLayers::First(_) => {
+                    "--gpu-layers 0 puts no layer on it (use --device cpu)".to_string()
+                }
+                _ => format!(
                     "no layer of the model fits its {} MiB",
                     info.global_mem >> 20
                 ),
-            });
+            };
+            return Err(DeviceError::OpenCl { index, why });
         }
         let weights = DeviceWeights::upload(gpu, model, 0..n).map_err(err)?;
         // A backend of one position builds the kernels the weights need, so

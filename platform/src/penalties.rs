@@ -38,6 +38,11 @@ impl Penalties {
             }
         }
         let (lo, hi) = Self::BIAS_RANGE;
+        for (i, &(t, _)) in self.bias.iter().enumerate() {
+            if self.bias[..i].iter().any(|&(u, _)| u == t) {
+                return Err(format!("`logit_bias` names token {t} twice"));
+            }
+        }
         for &(t, b) in &self.bias {
             if t as usize >= vocab {
                 return Err(format!(
@@ -81,10 +86,13 @@ pub struct PenaltyState<'p> {
 }
 
 impl<'p> PenaltyState<'p> {
-    pub fn new(penalties: &'p Penalties) -> Self {
+    /// Room for `tokens` distinct generated tokens is made here, so the
+    /// decode loop does not allocate (none when there are no penalties).
+    pub fn new(penalties: &'p Penalties, tokens: usize) -> Self {
+        let room = if penalties.is_none() { 0 } else { tokens };
         Self {
             penalties,
-            counts: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::with_capacity(room)),
         }
     }
 
@@ -110,7 +118,7 @@ mod tests {
             frequency: 0.25,
             bias: vec![(1, 10.0), (3, -100.0)],
         };
-        let state = PenaltyState::new(&p);
+        let state = PenaltyState::new(&p, 8);
         for t in [2, 2, 2, 0] {
             state.record(t);
         }
@@ -127,5 +135,10 @@ mod tests {
         };
         assert!(far.validate(4).unwrap_err().contains("frequency_penalty"));
         assert!(Penalties::default().is_none());
+        let twice = Penalties {
+            bias: vec![(1, 60.0), (1, 60.0)],
+            ..Penalties::default()
+        };
+        assert!(twice.validate(4).unwrap_err().contains("twice"));
     }
 }

@@ -177,7 +177,7 @@ impl<'a> Generator<'a> {
         on: &mut (dyn FnMut(Streamed) -> bool + Send),
     ) -> Result<TurnOutput, SessionError> {
         let stops = self.tokenizer.stop_tokens();
-        let penalties = PenaltyState::new(&self.penalties);
+        let penalties = PenaltyState::new(&self.penalties, max_new_tokens.min(conv.max_context()));
         let adjust = |l: &mut [f32]| penalties.adjust(l);
         let opts = GenerateOptions {
             max_new_tokens,

@@ -426,22 +426,20 @@ pub fn check_n(n: Option<u32>, stream: bool) -> Result<usize, ApiError> {
     }
 }
 
-/// Generates `n` choices of `gen`, one after another, choice `i` with seed
-/// `seed + i` (so a request with a seed gets the same choices again).
+/// Generates `n` choices of `gen`, one after another (each queued when
+/// the one before has finished, so a request takes one queue slot at a
+/// time), choice `i` with seed `seed + i` (so a request with a seed gets
+/// the same choices again).
 pub async fn generate_n(
     state: &AppState,
     gen: Gen,
     n: usize,
 ) -> Result<Vec<(String, Summary)>, ApiError> {
-    let mut receivers = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let mut g = gen.clone();
         g.params.seed = gen.params.seed.wrapping_add(i as u64);
-        receivers.push(submit(state, g)?);
-    }
-    let mut out = Vec::with_capacity(n);
-    for rx in receivers {
-        out.push(collect(rx).await?);
+        out.push(collect(submit(state, g)?).await?);
     }
     Ok(out)
 }

@@ -248,14 +248,21 @@ pub async fn model_action(
             bias: Vec::new(),
         },
     )
-    .map_err(|e| ApiError {
+    .map_err(|e| {
         // Google's names for the fields.
-        param: e.param.map(|p| match p {
-            "presence_penalty" => "presencePenalty",
-            "frequency_penalty" => "frequencyPenalty",
-            p => p,
-        }),
-        ..e
+        let google = |s: &str| {
+            s.replace("presence_penalty", "presencePenalty")
+                .replace("frequency_penalty", "frequencyPenalty")
+        };
+        ApiError {
+            param: e.param.map(|p| match p {
+                "presence_penalty" => "presencePenalty",
+                "frequency_penalty" => "frequencyPenalty",
+                p => p,
+            }),
+            message: google(&e.message),
+            ..e
+        }
     })?;
     let rx = submit(&state, gen)?;
     if !stream {

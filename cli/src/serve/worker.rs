@@ -150,10 +150,17 @@ fn embed(
     pool: &mut Pool,
     inputs: &[Vec<u32>],
     events: &UnboundedSender<Event>,
+    shutdown: &AtomicBool,
 ) -> Result<Summary, String> {
     let model = loaded.model();
     let mut tokens = 0;
     for input in inputs {
+        if shutdown.load(Ordering::Relaxed) {
+            return Err("the server is shutting down".into());
+        }
+        if events.is_closed() {
+            break;
+        }
         let conv = pool
             .get(&model, &[])
             .map_err(|e| format!("cannot allocate a conversation: {e}"))?;
@@ -183,7 +190,7 @@ fn run(
     shutdown: &AtomicBool,
 ) -> Result<Summary, String> {
     if let JobKind::Embed(inputs) = &job.kind {
-        return embed(loaded, exec, pool, inputs, &job.events);
+        return embed(loaded, exec, pool, inputs, &job.events, shutdown);
     }
     let mut last = Instant::now();
     let mut first = true;

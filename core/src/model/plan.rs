@@ -108,7 +108,8 @@ impl Footprint {
 /// positions and passes of `batch`: a local layer keeps a ring.
 pub fn kv_bytes(cfg: &ModelConfig, layer: usize, context: usize, batch: usize) -> u64 {
     let slots = super::cache::slots(cfg, layer, context, batch.max(1)) as u64;
-    slots * cfg.kv_dim() as u64 * 2 * 4
+    // Saturating: an absurd context plans as "does not fit", never wraps.
+    slots.saturating_mul(cfg.kv_dim() as u64 * 2 * 4)
 }
 
 /// What a device must hold besides weights and cache.
@@ -138,7 +139,9 @@ pub struct Plan {
 
 impl Plan {
     pub fn device_bytes(&self) -> u64 {
-        self.weight_bytes + self.kv_bytes + self.overhead_bytes
+        self.weight_bytes
+            .saturating_add(self.kv_bytes)
+            .saturating_add(self.overhead_bytes)
     }
 }
 
@@ -159,7 +162,9 @@ fn cost(
     if output {
         weights += fp.output + fp.final_norm;
     }
-    let kv = (0..n).map(|l| kv_bytes(cfg, l, context, batch)).sum();
+    let kv = (0..n).fold(0u64, |a, l| {
+        a.saturating_add(kv_bytes(cfg, l, context, batch))
+    });
     let overhead = if n > 0 || output {
         over.scratch + over.reserve
     } else {
@@ -190,7 +195,9 @@ pub fn plan(
     if all.device_bytes() <= free {
         return all;
     }
-    (0..=cfg.n_layers)
+    // Every layer without the output is not a split the engine runs (the
+    // last stage computes the logits): at most all but one layer.
+    (0..cfg.n_layers)
         .rev()
         .map(|n| cost(cfg, fp, n, false, context, batch, over))
         .find(|p| p.device_bytes() <= free || p.gpu_layers == 0)
@@ -283,6 +290,17 @@ mod tests {
         let some = plan(&cfg, &fp, 4096, 64, free, over);
         assert_eq!((some.gpu_layers, some.output_on_device), (13, false));
         assert!(some.device_bytes() <= free);
+        // Every layer fits but not the final norm: all but one layer.
+        let layers_only = over.scratch
+            + over.reserve
+            + fp.embedding
+            + fp.layers.iter().sum::<u64>()
+            + (0..26).map(|l| kv_bytes(&cfg, l, 4096, 64)).sum::<u64>();
+        let most = plan(&cfg, &fp, 4096, 64, layers_only, over);
+        assert_eq!((most.gpu_layers, most.output_on_device), (25, false));
+        // An absurd context saturates (never wraps): only the local layers
+        // before the first global one fit, their rings not growing with it.
+        assert_eq!(plan(&cfg, &fp, usize::MAX, 64, 1 << 40, over).gpu_layers, 5);
         let none = plan(&cfg, &fp, 4096, 64, 10 * MIB, over);
         assert_eq!((none.gpu_layers, none.device_bytes()), (0, 0));
     }
