@@ -94,14 +94,11 @@ pub fn list() -> Result<(), String> {
     w(format!("auto: {}", report.auto))
 }
 
-/// Passes a plan assumes: `--batch`'s default.
-const PLAN_BATCH: usize = 256;
-
 /// `gemma info --devices` with a model: how much of it each device (and a
 /// device of `--memory` MiB) holds, for `--context`.
 pub fn plans(a: &crate::InfoArgs) -> Result<(), String> {
     use gemma_core::model::plan::Footprint;
-    use gemma_platform::plan;
+    use gemma_platform::plan::{self, PLAN_BATCH};
     let loaded;
     let (cfg, fp, what) = match &a.known {
         Some(name) => {
@@ -117,7 +114,10 @@ pub fn plans(a: &crate::InfoArgs) -> Result<(), String> {
             (model.config, Footprint::of(&model), what)
         }
     };
-    let context = a.context.unwrap_or(cfg.context_length.min(4096)).max(1);
+    let context = a
+        .context
+        .unwrap_or_else(|| plan::default_context(&cfg))
+        .max(1);
     let mib = |b: u64| b.div_ceil(1 << 20);
     let mut out = std::io::stdout().lock();
     let mut w = |s: String| writeln!(out, "{s}").map_err(|e| e.to_string());
@@ -126,7 +126,6 @@ pub fn plans(a: &crate::InfoArgs) -> Result<(), String> {
         cfg.n_layers,
         mib(fp.total())
     ))?;
-    let scratch = plan::scratch_bytes(&cfg, PLAN_BATCH);
     let mut devices = survey().memory;
     if let Some(m) = a.memory {
         let bytes = m
@@ -138,7 +137,7 @@ pub fn plans(a: &crate::InfoArgs) -> Result<(), String> {
         w("  no device to plan for: give --memory MiB".into())?;
     }
     for (name, bytes) in devices {
-        let p = plan::describe(&cfg, &fp, &name, bytes, context, PLAN_BATCH, scratch);
+        let p = plan::describe(&cfg, &fp, &name, bytes, context, PLAN_BATCH);
         w(format!("  {p}"))?;
     }
     Ok(())

@@ -81,15 +81,12 @@ impl GpuLayers {
             GpuLayers::All => n,
             GpuLayers::First(k) => k.min(n),
             GpuLayers::Fit => {
-                use gemma_core::model::plan::{plan, Footprint, Overheads};
-                const BATCH: usize = 256;
+                use crate::plan::{default_context, overheads, PLAN_BATCH};
+                use gemma_core::model::plan::{plan, Footprint};
                 let cfg = &model.config;
-                let over = Overheads {
-                    scratch: crate::plan::scratch_bytes(cfg, BATCH),
-                    reserve: crate::plan::RESERVE_BYTES,
-                };
-                let context = cfg.context_length.min(4096);
-                plan(cfg, &Footprint::of(model), context, BATCH, memory, over).gpu_layers
+                let over = overheads(cfg, PLAN_BATCH);
+                let fp = Footprint::of(model);
+                plan(cfg, &fp, default_context(cfg), PLAN_BATCH, memory, over).gpu_layers
             }
         }
     }

@@ -70,6 +70,24 @@ pub fn known_config(name: &str) -> Result<ModelConfig, String> {
     ModelConfig::derive(&fields).map_err(|e| e.to_string())
 }
 
+/// Passes a plan assumes: the CLI's `--batch` default.
+pub const PLAN_BATCH: usize = 256;
+
+/// The context a plan assumes when none is given: the model's, at most
+/// 4096.
+pub fn default_context(cfg: &ModelConfig) -> usize {
+    cfg.context_length.clamp(1, 4096)
+}
+
+/// What a device holds besides the model's weights and KV cache, for
+/// passes of `batch`: the backend's scratch buffers and the reserve.
+pub fn overheads(cfg: &ModelConfig, batch: usize) -> Overheads {
+    Overheads {
+        scratch: scratch_bytes(cfg, batch),
+        reserve: RESERVE_BYTES,
+    }
+}
+
 /// Device bytes the OpenCL backend holds besides weights and KV cache,
 /// for passes of `batch` (0 in a build without OpenCL).
 pub fn scratch_bytes(cfg: &ModelConfig, batch: usize) -> u64 {
@@ -90,13 +108,9 @@ pub fn describe(
     free: u64,
     context: usize,
     batch: usize,
-    scratch: u64,
 ) -> String {
     let mib = |b: u64| b.div_ceil(1 << 20);
-    let over = Overheads {
-        scratch,
-        reserve: RESERVE_BYTES,
-    };
+    let over = overheads(cfg, batch);
     let p = plan(cfg, fp, context, batch, free, over);
     let mut s = format!("{device} ({} MiB): ", mib(free));
     let n = cfg.n_layers;
@@ -115,8 +129,8 @@ pub fn describe(
              reserve {} MiB = {} MiB",
             mib(p.weight_bytes),
             mib(p.kv_bytes),
-            mib(scratch),
-            mib(RESERVE_BYTES),
+            mib(over.scratch),
+            mib(over.reserve),
             mib(p.device_bytes())
         );
     }
@@ -148,13 +162,13 @@ mod tests {
     fn a_plan_names_what_goes_where() {
         let cfg = known_config("gemma3_1b").unwrap();
         let fp = Footprint::estimate(&cfg, 4.89);
-        let big = describe(&cfg, &fp, "a", 8 << 30, 4096, 64, 1 << 20);
+        let big = describe(&cfg, &fp, "a", 8 << 30, 4096, 64);
         assert!(big.contains("all 26 layers and the output"), "{big}");
         assert!(big.contains("fits up to a context of 32768"), "{big}");
-        let small = describe(&cfg, &fp, "b", 600 << 20, 4096, 64, 1 << 20);
+        let small = describe(&cfg, &fp, "b", 600 << 20, 4096, 64);
         assert!(small.contains("layers 0.."), "{small}");
         assert!(small.contains("does not fit"), "{small}");
-        let none = describe(&cfg, &fp, "c", 100 << 20, 4096, 64, 1 << 20);
+        let none = describe(&cfg, &fp, "c", 100 << 20, 4096, 64);
         assert!(none.contains("nothing fits"), "{none}");
     }
 }

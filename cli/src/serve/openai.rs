@@ -211,6 +211,47 @@ fn turns(messages: Vec<Message>) -> Result<Vec<(Speaker, String)>, ApiError> {
         .collect()
 }
 
+/// A response that is not streamed.
+struct Whole {
+    id: String,
+    created: u64,
+    model: String,
+    object: &'static str,
+}
+
+impl Whole {
+    /// One choice per result, its text under `key` as `content` makes it.
+    fn response(
+        &self,
+        results: &[(String, Summary)],
+        key: &str,
+        content: impl Fn(&str) -> Value,
+    ) -> Response {
+        let choices: Vec<Value> = results
+            .iter()
+            .enumerate()
+            .map(|(i, (text, s))| {
+                json!({
+                    "index": i,
+                    key: content(text),
+                    "logprobs": null,
+                    "finish_reason": finish_reason(s.finish),
+                })
+            })
+            .collect();
+        let summary = total(results);
+        let body = json!({
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": usage(&summary),
+        });
+        json_response(StatusCode::OK, &body, Some(&summary))
+    }
+}
+
 /// The summary of `n` choices of one prompt: the first's prompt and cache
 /// figures, every choice's completion tokens.
 fn total(results: &[(String, Summary)]) -> Summary {
@@ -271,28 +312,14 @@ pub async fn chat_completions(
     let model = state.model_id.clone();
     if !req.common.stream.unwrap_or(false) {
         let results = generate_n(&state, gen, n).await?;
-        let choices: Vec<Value> = results
-            .iter()
-            .enumerate()
-            .map(|(i, (text, s))| {
-                json!({
-                    "index": i,
-                    "message": {"role": "assistant", "content": text},
-                    "logprobs": null,
-                    "finish_reason": finish_reason(s.finish),
-                })
-            })
-            .collect();
-        let summary = total(&results);
-        let body = json!({
-            "id": id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": choices,
-            "usage": usage(&summary),
-        });
-        return Ok(json_response(StatusCode::OK, &body, Some(&summary)));
+        let message = |text: &str| json!({"role": "assistant", "content": text});
+        let whole = Whole {
+            id,
+            created,
+            model,
+            object: "chat.completion",
+        };
+        return Ok(whole.response(&results, "message", message));
     }
     let rx = submit(&state, gen)?;
     let include_usage = req.common.include_usage();
@@ -374,28 +401,13 @@ pub async fn completions(
     let model = state.model_id.clone();
     if !req.common.stream.unwrap_or(false) {
         let results = generate_n(&state, gen, n).await?;
-        let choices: Vec<Value> = results
-            .iter()
-            .enumerate()
-            .map(|(i, (text, s))| {
-                json!({
-                    "index": i,
-                    "text": text,
-                    "logprobs": null,
-                    "finish_reason": finish_reason(s.finish),
-                })
-            })
-            .collect();
-        let summary = total(&results);
-        let body = json!({
-            "id": id,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "choices": choices,
-            "usage": usage(&summary),
-        });
-        return Ok(json_response(StatusCode::OK, &body, Some(&summary)));
+        let whole = Whole {
+            id,
+            created,
+            model,
+            object: "text_completion",
+        };
+        return Ok(whole.response(&results, "text", |text| json!(text)));
     }
     let rx = submit(&state, gen)?;
     let include_usage = req.common.include_usage();

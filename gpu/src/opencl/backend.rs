@@ -79,7 +79,10 @@ pub struct OpenClBackend {
     /// pass has at most two: local and global layers), with the host copy
     /// each holds, so a pass writes each once instead of once per layer.
     ranges: Vec<Buffer<i32>>,
-    ranges_held: [Option<Vec<i32>>; MASKS],
+    ranges_held: [Vec<i32>; MASKS],
+    ranges_valid: [bool; MASKS],
+    /// This call's key ranges, before they are matched or written.
+    ranges_scratch: Vec<i32>,
     tokens: Buffer<i32>,
     logit_x: Buffer<f32>,
     logits: Buffer<f32>,
@@ -207,7 +210,9 @@ impl OpenClBackend {
             ranges: (0..MASKS)
                 .map(|_| ints(2 * max_batch))
                 .collect::<Result<Vec<_>, _>>()?,
-            ranges_held: [None, None],
+            ranges_held: [0; MASKS].map(|_| Vec::with_capacity(2 * max_batch)),
+            ranges_valid: [false; MASKS],
+            ranges_scratch: Vec::with_capacity(2 * max_batch),
             tokens: ints(max_batch)?,
             logit_x: a(LOGIT_ROWS * cfg.d_model)?,
             logits: a(LOGIT_ROWS * cfg.vocab_size)?,
@@ -265,24 +270,27 @@ impl OpenClBackend {
 
     /// `y[t] = W x[t]` for `n` rows of `x` (buffers given as arguments).
     fn product(&mut self, dm: &DeviceMatrix, x: Arg, y: Arg, n: usize) -> Result<(), ForwardError> {
-        let mut args = self.weights.args(dm).to_vec();
+        // The matrix, x, y and (for the tiled product) n, without a heap
+        // allocation: this runs seven times a layer.
+        let m = self.weights.args(dm);
+        let mut args = [Arg::I32(0); 12];
+        args[..9].copy_from_slice(&m);
+        args[9..].copy_from_slice(&[x, y, Arg::I32(n as i32)]);
         let ks = self.matmul[dm.code]
             .as_ref()
             .ok_or(ForwardError::Mismatch)?;
         let blocks = dm.rows.div_ceil(kernels::MM_ROWS);
         let threads = kernels::MM_ROWS * 32;
-        args.extend([x, y]);
         let r = if n == 1 {
             launch(
                 &self.queue,
                 &ks.matvec,
                 "matvec",
-                &args,
+                &args[..11],
                 [blocks, 1],
                 threads,
             )
         } else {
-            args.push(Arg::I32(n as i32));
             let tiles = n.div_ceil(kernels::TILE);
             launch(
                 &self.queue,
@@ -368,23 +376,21 @@ impl OpenClBackend {
         Ok(i)
     }
 
-    /// The buffer holding `ranges` for this pass, written on first use.
-    fn ranges_slot(&mut self, ranges: Vec<i32>) -> Result<usize, ForwardError> {
-        if let Some(i) = self
-            .ranges_held
-            .iter()
-            .position(|h| h.as_ref() == Some(&ranges))
-        {
+    /// The buffer holding the key ranges now in `ranges_scratch`, written
+    /// on first use in this pass (host copies are kept in preallocated
+    /// vectors, so attention allocates nothing).
+    fn ranges_slot(&mut self) -> Result<usize, ForwardError> {
+        let scratch = &self.ranges_scratch;
+        let held = |i: usize| self.ranges_valid[i] && self.ranges_held[i] == *scratch;
+        if let Some(i) = (0..MASKS).find(|&i| held(i)) {
             return Ok(i);
         }
-        let i = self
-            .ranges_held
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(0);
-        let r = buffers::write(&self.queue, &mut self.ranges[i], 0, &ranges);
+        let i = self.ranges_valid.iter().position(|v| !v).unwrap_or(0);
+        let r = buffers::write(&self.queue, &mut self.ranges[i], 0, &self.ranges_scratch);
         r.map_err(|e| self.fail("attend", e))?;
-        self.ranges_held[i] = Some(ranges);
+        self.ranges_held[i].clear();
+        self.ranges_held[i].extend_from_slice(&self.ranges_scratch);
+        self.ranges_valid[i] = true;
         Ok(i)
     }
 
@@ -477,7 +483,7 @@ impl Backend for OpenClBackend {
         self.start = start;
         self.n = n;
         self.tables = [None; ROPE_TABLES];
-        self.ranges_held = [None, None];
+        self.ranges_valid = [false; MASKS];
         Ok(())
     }
 
@@ -626,13 +632,13 @@ impl Backend for OpenClBackend {
         if q.width(&self.cfg) != qd || out.width(&self.cfg) != qd || q == out {
             return Err(ForwardError::Mismatch);
         }
-        let mut ranges = Vec::with_capacity(2 * self.n);
+        self.ranges_scratch.clear();
         for b in 0..self.n {
             let (lo, hi) = mask.keys(self.start + b);
             // An empty range (hi < lo) gives zeros, as on the CPU.
-            ranges.extend([lo as i32, hi as i32]);
+            self.ranges_scratch.extend([lo as i32, hi as i32]);
         }
-        let slot = self.ranges_slot(ranges)?;
+        let slot = self.ranges_slot()?;
         let ranges = Arg::Mem(self.ranges[slot].get());
         let c = self.cache(layer)?;
         let cfg = &self.cfg;
